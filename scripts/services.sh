@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Local test services for Arca's integration tests: PostgreSQL, MariaDB and Garage (S3),
+# all on 127.0.0.1 with data, logs, secrets and pid files under one directory.
+#   scripts/services.sh up     install what is missing, start (or reuse) all three, write $DIR/env
+#   scripts/services.sh down   stop the three services, keep their data
+# Needs root (apt-get, and running postgres/mariadbd as their own system users).
+set -euo pipefail
+
+DIR="${ARCA_SERVICES_DIR:-/tmp/arca-services}"
+PG_PORT=55432 MY_PORT=53306 S3_PORT=53900 RPC_PORT=53901 ADMIN_PORT=53903
+BUCKET=arca-test
+
+die() { echo "services.sh: $*" >&2; exit 1; }
+# A service failed: show the end of its log, then one clear line.
+fail() { echo "----- tail of $2 -----" >&2; tail -n 30 "$2" >&2 || true; die "$1 (log: $2)"; }
+# Random secret as hex: safe inside SQL, TOML and URLs without quoting.
+rand_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+# Secrets are written 0600 with no trailing newline.
+write_secret() { (umask 077 && printf '%s' "$2" >"$1"); }
+# Poll a readiness command once a second, up to $1 seconds.
+wait_for() { local n=$1; shift; until "$@" >/dev/null 2>&1; do ((n-- > 0)) || return 1; sleep 1; done; }
+# True when the pid in the first line of file $1 is a live process.
+alive() { [[ -s $1 ]] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+GARAGE_CONF="$DIR/garage.toml"
+garage_cli() { "$GARAGE" -c "$GARAGE_CONF" "$@"; }
+
+install_missing() {
+  # Map each needed command to the Debian package that ships it; install only the missing ones.
+  local -A pkg=([psql]=postgresql [mariadbd]=mariadb-server [mariadb]=mariadb-client
+    [sqlite3]=sqlite3 [age]=age [zstd]=zstd [curl]=curl)
+  local missing=() cmd
+  for cmd in "${!pkg[@]}"; do
+    command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] || missing+=("${pkg[$cmd]}")
+  done
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+  if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+  # Garage is not in Debian: build it from crates.io once, reuse any binary found afterwards.
+  GARAGE=$(command -v garage || true)
+  [[ -n $GARAGE ]] || { [[ -x $HOME/.cargo/bin/garage ]] && GARAGE=$HOME/.cargo/bin/garage; } || true
+  if [[ -z $GARAGE ]]; then
+    echo "building garage with cargo install (takes ~15 minutes)"
+    cargo install --locked garage
+    GARAGE=$HOME/.cargo/bin/garage
+  fi
+}
+
+postgres_up() {
+  local bin data=$DIR/postgres log=$DIR/postgres.log major
+  # Newest installed PostgreSQL major.
+  bin=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  major=$(basename "$(dirname "$bin")")
+  pg_ready() { PGPASSWORD=$(cat "$DIR/pg-password") "$bin/psql" -h 127.0.0.1 -p $PG_PORT -U postgres -Atqc 'select 1' postgres; }
+  # Reuse a running instance that answers with our password.
+  if alive "$data/postmaster.pid" && [[ -s $DIR/pg-password ]] && pg_ready >/dev/null 2>&1; then
+    echo "postgres: reusing running instance"; return
+  fi
+  # Stop a leftover that does not answer properly before touching its data dir.
+  alive "$data/postmaster.pid" && stop_pid postgres "$data/postmaster.pid" INT
+  # (Re)initialise unless a complete data dir of this major and its password are there.
+  if [[ $(cat "$data/PG_VERSION" 2>/dev/null) != "$major" || ! -s $DIR/pg-password ]]; then
+    echo "postgres: initdb ($major)"
+    rm -rf "$data" "$DIR/pg-password"
+    install -d -m 0700 -o postgres -g postgres "$data"
+    local pw; pw=$(rand_hex 16)
+    # initdb runs as postgres, so it reads the password from a file that user owns, removed right after.
+    (umask 077 && printf '%s' "$pw" >"$DIR/.pg-pwfile") && chown postgres "$DIR/.pg-pwfile"
+    runuser -u postgres -- "$bin/initdb" -D "$data" -U postgres --pwfile="$DIR/.pg-pwfile" \
+      --auth-local=peer --auth-host=scram-sha-256 >"$log" 2>&1 || { rm -f "$DIR/.pg-pwfile"; fail "postgres: initdb failed" "$log"; }
+    rm -f "$DIR/.pg-pwfile"
+    write_secret "$DIR/pg-password" "$pw"
+  fi
+  # Start on loopback only, with the unix socket inside the data dir; pg_ctl -w waits for startup.
+  touch "$log" && chown postgres "$log"
+  runuser -u postgres -- setsid "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" start >/dev/null || fail "postgres: failed to start" "$log"
+  wait_for 30 "$bin/pg_isready" -h 127.0.0.1 -p $PG_PORT || fail "postgres: not answering on 127.0.0.1:$PG_PORT" "$log"
+  pg_ready >/dev/null 2>&1 || fail "postgres: password login over TCP failed" "$log"
+  echo "postgres: up on 127.0.0.1:$PG_PORT"
+}
+
+mariadb_up() {
+  local data=$DIR/mariadb log=$DIR/mariadb.log sock=$DIR/mariadb/mariadb.sock pid=$DIR/mariadb/mariadb.pid
+  my_ready() { MYSQL_PWD=$(cat "$DIR/my-password") mariadb -h 127.0.0.1 -P $MY_PORT -u root -Ne 'select 1'; }
+  # Reuse a running instance that answers with our password.
+  if alive "$pid" && [[ -s $DIR/my-password ]] && my_ready >/dev/null 2>&1; then
+    echo "mariadb: reusing running instance"; return
+  fi
+  # Stop a leftover that does not answer properly before touching its data dir.
+  alive "$pid" && stop_pid mariadb "$pid"
+  # (Re)initialise unless a complete data dir and its password are there.
+  local fresh=
+  if [[ ! -d $data/mysql || ! -s $DIR/my-password ]]; then
+    echo "mariadb: mariadb-install-db"
+    rm -rf "$data" "$DIR/my-password"
+    install -d -m 0750 -o mysql -g mysql "$data"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$data" --auth-root-authentication-method=socket \
+      --skip-test-db >"$log" 2>&1 || fail "mariadb: mariadb-install-db failed" "$log"
+    fresh=1
+  fi
+  # Start on loopback only, without name resolution so root@127.0.0.1 matches TCP logins.
+  touch "$log" && chown mysql "$log"
+  setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults --user=mysql --datadir="$data" \
+    --socket="$sock" --pid-file="$pid" --log-error="$log" --bind-address=127.0.0.1 --port=$MY_PORT \
+    --skip-name-resolve </dev/null >>"$log" 2>&1 &
+  wait_for 60 mariadb-admin --socket="$sock" -u root ping || fail "mariadb: not answering on $sock" "$log"
+  if [[ -n $fresh ]]; then
+    # root keeps socket auth locally and gets a password, also for TCP from 127.0.0.1.
+    local pw; pw=$(rand_hex 16)
+    mariadb --socket="$sock" -u root -e "
+      ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('$pw');
+      CREATE USER root@'127.0.0.1' IDENTIFIED BY '$pw';
+      GRANT ALL PRIVILEGES ON *.* TO root@'127.0.0.1' WITH GRANT OPTION;" || fail "mariadb: setting root password failed" "$log"
+    write_secret "$DIR/my-password" "$pw"
+  fi
+  wait_for 30 my_ready || fail "mariadb: password login over TCP failed on 127.0.0.1:$MY_PORT" "$log"
+  echo "mariadb: up on 127.0.0.1:$MY_PORT"
+}
+
+garage_up() {
+  local log=$DIR/garage.log pid=$DIR/garage.pid
+  # A fresh node needs a config with its own rpc secret and admin token; the config is kept across restarts.
+  if [[ ! -s $GARAGE_CONF ]]; then
+    echo "garage: new node"
+    rm -rf "$DIR/garage" "$DIR/s3-access-key-id" "$DIR/s3-secret-access-key"
+    (umask 077 && cat >"$GARAGE_CONF" <<EOF
+metadata_dir = "$DIR/garage/meta"
+data_dir = "$DIR/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$RPC_PORT"
+rpc_public_addr = "127.0.0.1:$RPC_PORT"
+rpc_secret = "$(rand_hex 32)"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$S3_PORT"
+
+[admin]
+api_bind_addr = "127.0.0.1:$ADMIN_PORT"
+admin_token = "$(rand_hex 32)"
+EOF
+    )
+  fi
+  # Start unless a running instance answers.
+  if alive "$pid" && garage_cli status >/dev/null 2>&1; then
+    echo "garage: reusing running instance"
+  else
+    alive "$pid" && stop_pid garage "$pid"
+    setsid "$GARAGE" -c "$GARAGE_CONF" server </dev/null >>"$log" 2>&1 &
+    echo $! >"$pid"
+    wait_for 60 garage_cli status || fail "garage: not answering on 127.0.0.1:$RPC_PORT" "$log"
+  fi
+  # One node in zone dc1 holds everything; the layout is applied once (version 0 means none yet).
+  if garage_cli layout show 2>/dev/null | grep -q 'Current cluster layout version: 0'; then
+    garage_cli layout assign -z dc1 -c 1G "$(garage_cli node id -q | cut -d@ -f1)" >/dev/null
+    garage_cli layout apply --version 1 >/dev/null || fail "garage: layout apply failed" "$log"
+  fi
+  # The admin API's /health turns 200 once the layout is live.
+  wait_for 60 curl -fsS "http://127.0.0.1:$ADMIN_PORT/health" || fail "garage: not healthy" "$log"
+  # The key is created once and reused while garage still knows it.
+  if ! { [[ -s $DIR/s3-access-key-id ]] && garage_cli key info "$(cat "$DIR/s3-access-key-id")" >/dev/null 2>&1; }; then
+    local out; out=$(garage_cli key create arca-test-key) || fail "garage: key create failed" "$log"
+    write_secret "$DIR/s3-access-key-id" "$(awk -F'\t' '/^Key ID:/ {print $2}' <<<"$out")"
+    write_secret "$DIR/s3-secret-access-key" "$(garage_cli key info "$(cat "$DIR/s3-access-key-id")" --secret-key)"
+  fi
+  # Bucket and its grant are idempotent.
+  garage_cli bucket info $BUCKET >/dev/null 2>&1 || garage_cli bucket create $BUCKET >/dev/null
+  garage_cli bucket allow --read --write --owner $BUCKET --key "$(cat "$DIR/s3-access-key-id")" >/dev/null \
+    || fail "garage: bucket allow failed" "$log"
+  echo "garage: up, S3 on http://127.0.0.1:$S3_PORT"
+}
+
+# Stop one service by its pid file and wait (bounded) until it is gone.
+stop_pid() {
+  local name=$1 file=$2 sig=${3:-TERM} p
+  alive "$file" || { echo "$name: not running"; return 0; }
+  p=$(head -n1 "$file")
+  kill -"$sig" "$p"
+  wait_for 60 eval "! kill -0 $p" || die "$name (pid $p) did not stop within 60s"
+  echo "$name: stopped"
+}
+
+up() {
+  [[ $EUID -eq 0 ]] || die "run as root (installs packages and runs postgres/mariadbd as their own users)"
+  install_missing
+  # Services run as postgres/mysql, which must reach their dirs under $DIR.
+  mkdir -p "$DIR" && chmod 0755 "$DIR" && cd "$DIR"
+  runuser -u postgres -- test -x "$DIR" || die "$DIR is not reachable by the postgres user; pick another ARCA_SERVICES_DIR"
+  postgres_up
+  mariadb_up
+  garage_up
+  # Sourceable connection settings for the tests; secrets stay in files.
+  cat >"$DIR/env" <<EOF
+export ARCA_TEST_PG_HOST=127.0.0.1
+export ARCA_TEST_PG_PORT=$PG_PORT
+export ARCA_TEST_PG_USER=postgres
+export ARCA_TEST_PG_PASSWORD_FILE=$DIR/pg-password
+export ARCA_TEST_MY_HOST=127.0.0.1
+export ARCA_TEST_MY_PORT=$MY_PORT
+export ARCA_TEST_MY_USER=root
+export ARCA_TEST_MY_PASSWORD_FILE=$DIR/my-password
+export ARCA_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export ARCA_TEST_S3_REGION=garage
+export ARCA_TEST_S3_BUCKET=$BUCKET
+export ARCA_TEST_S3_ACCESS_KEY_ID_FILE=$DIR/s3-access-key-id
+export ARCA_TEST_S3_SECRET_ACCESS_KEY_FILE=$DIR/s3-secret-access-key
+EOF
+  echo "$DIR/env"
+}
+
+down() {
+  # Postgres: SIGINT is its "fast" shutdown (SIGTERM would wait for clients to leave).
+  stop_pid postgres "$DIR/postgres/postmaster.pid" INT
+  stop_pid mariadb "$DIR/mariadb/mariadb.pid"
+  stop_pid garage "$DIR/garage.pid"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) die "usage: $0 up|down" ;;
+esac
