@@ -19,8 +19,8 @@ rand_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 write_secret() { (umask 077 && printf '%s' "$2" >"$1"); }
 # Poll a readiness command once a second, up to $1 seconds.
 wait_for() { local n=$1; shift; until "$@" >/dev/null 2>&1; do ((n-- > 0)) || return 1; sleep 1; done; }
-# True when the pid in the first line of file $1 is a live process.
-alive() { [[ -s $1 ]] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+# True when the pid in the first line of file $1 is a live process named $2 (guards against reused pids).
+alive() { [[ -s $1 ]] && [[ $(cat "/proc/$(head -n1 "$1")/comm" 2>/dev/null) == "$2" ]]; }
 
 GARAGE_CONF="$DIR/garage.toml"
 garage_cli() { "$GARAGE" -c "$GARAGE_CONF" "$@"; }
@@ -43,6 +43,7 @@ install_missing() {
   GARAGE=$(command -v garage || true)
   [[ -n $GARAGE ]] || { [[ -x $HOME/.cargo/bin/garage ]] && GARAGE=$HOME/.cargo/bin/garage; } || true
   if [[ -z $GARAGE ]]; then
+    command -v cargo >/dev/null || die "garage is missing and there is no cargo to build it"
     echo "building garage with cargo install (takes ~15 minutes)"
     cargo install --locked garage
     GARAGE=$HOME/.cargo/bin/garage
@@ -56,11 +57,11 @@ postgres_up() {
   major=$(basename "$(dirname "$bin")")
   pg_ready() { PGPASSWORD=$(cat "$DIR/pg-password") "$bin/psql" -h 127.0.0.1 -p $PG_PORT -U postgres -Atqc 'select 1' postgres; }
   # Reuse a running instance that answers with our password.
-  if alive "$data/postmaster.pid" && [[ -s $DIR/pg-password ]] && pg_ready >/dev/null 2>&1; then
+  if alive "$data/postmaster.pid" postgres && [[ -s $DIR/pg-password ]] && pg_ready >/dev/null 2>&1; then
     echo "postgres: reusing running instance"; return
   fi
   # Stop a leftover that does not answer properly before touching its data dir.
-  alive "$data/postmaster.pid" && stop_pid postgres "$data/postmaster.pid" INT
+  alive "$data/postmaster.pid" postgres && stop_pid postgres postgres "$data/postmaster.pid" INT
   # (Re)initialise unless a complete data dir of this major and its password are there.
   if [[ $(cat "$data/PG_VERSION" 2>/dev/null) != "$major" || ! -s $DIR/pg-password ]]; then
     echo "postgres: initdb ($major)"
@@ -87,11 +88,11 @@ mariadb_up() {
   local data=$DIR/mariadb log=$DIR/mariadb.log sock=$DIR/mariadb/mariadb.sock pid=$DIR/mariadb/mariadb.pid
   my_ready() { MYSQL_PWD=$(cat "$DIR/my-password") mariadb -h 127.0.0.1 -P $MY_PORT -u root -Ne 'select 1'; }
   # Reuse a running instance that answers with our password.
-  if alive "$pid" && [[ -s $DIR/my-password ]] && my_ready >/dev/null 2>&1; then
+  if alive "$pid" mariadbd && [[ -s $DIR/my-password ]] && my_ready >/dev/null 2>&1; then
     echo "mariadb: reusing running instance"; return
   fi
   # Stop a leftover that does not answer properly before touching its data dir.
-  alive "$pid" && stop_pid mariadb "$pid"
+  alive "$pid" mariadbd && stop_pid mariadb mariadbd "$pid"
   # (Re)initialise unless a complete data dir and its password are there.
   local fresh=
   if [[ ! -d $data/mysql || ! -s $DIR/my-password ]]; then
@@ -146,12 +147,12 @@ admin_token = "$(rand_hex 32)"
 EOF
     )
   fi
-  # Start unless a running instance answers.
-  if alive "$pid" && garage_cli status >/dev/null 2>&1; then
+  # Start unless a running instance answers on RPC and on S3 (any HTTP reply, even 403).
+  if alive "$pid" garage && garage_cli status >/dev/null 2>&1 && curl -so /dev/null -m 3 "http://127.0.0.1:$S3_PORT/"; then
     echo "garage: reusing running instance"
   else
-    alive "$pid" && stop_pid garage "$pid"
-    setsid "$GARAGE" -c "$GARAGE_CONF" server </dev/null >>"$log" 2>&1 &
+    alive "$pid" garage && stop_pid garage garage "$pid"
+    NO_COLOR=1 setsid "$GARAGE" -c "$GARAGE_CONF" server </dev/null >>"$log" 2>&1 &
     echo $! >"$pid"
     wait_for 60 garage_cli status || fail "garage: not answering on 127.0.0.1:$RPC_PORT" "$log"
   fi
@@ -165,20 +166,26 @@ EOF
   # The key is created once and reused while garage still knows it.
   if ! { [[ -s $DIR/s3-access-key-id ]] && garage_cli key info "$(cat "$DIR/s3-access-key-id")" >/dev/null 2>&1; }; then
     local out; out=$(garage_cli key create arca-test-key) || fail "garage: key create failed" "$log"
-    write_secret "$DIR/s3-access-key-id" "$(awk -F'\t' '/^Key ID:/ {print $2}' <<<"$out")"
+    write_secret "$DIR/s3-access-key-id" "$(awk '/^Key ID:/ {print $3}' <<<"$out")"
+    [[ -s $DIR/s3-access-key-id ]] || fail "garage: no key ID in 'garage key create' output" "$log"
     write_secret "$DIR/s3-secret-access-key" "$(garage_cli key info "$(cat "$DIR/s3-access-key-id")" --secret-key)"
   fi
   # Bucket and its grant are idempotent.
   garage_cli bucket info $BUCKET >/dev/null 2>&1 || garage_cli bucket create $BUCKET >/dev/null
   garage_cli bucket allow --read --write --owner $BUCKET --key "$(cat "$DIR/s3-access-key-id")" >/dev/null \
     || fail "garage: bucket allow failed" "$log"
+  # Real signed ListObjectsV2 with the key (secret via curl's stdin config, not argv): S3, key and grant all work.
+  s3_ready() { printf 'user = "%s:%s"\n' "$(cat "$DIR/s3-access-key-id")" "$(cat "$DIR/s3-secret-access-key")" |
+    curl -K - -fsS -m 5 --aws-sigv4 aws:amz:garage:s3 -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+      "http://127.0.0.1:$S3_PORT/$BUCKET?list-type=2" | grep -q '<ListBucketResult'; }
+  wait_for 30 s3_ready || fail "garage: signed S3 request to bucket $BUCKET on 127.0.0.1:$S3_PORT failed" "$log"
   echo "garage: up, S3 on http://127.0.0.1:$S3_PORT"
 }
 
-# Stop one service by its pid file and wait (bounded) until it is gone.
+# Stop service $1 (process name $2) by its pid file $3 and wait (bounded) until it is gone.
 stop_pid() {
-  local name=$1 file=$2 sig=${3:-TERM} p
-  alive "$file" || { echo "$name: not running"; return 0; }
+  local name=$1 comm=$2 file=$3 sig=${4:-TERM} p
+  alive "$file" "$comm" || { echo "$name: not running"; return 0; }
   p=$(head -n1 "$file")
   kill -"$sig" "$p"
   wait_for 60 eval "! kill -0 $p" || die "$name (pid $p) did not stop within 60s"
@@ -215,9 +222,9 @@ EOF
 
 down() {
   # Postgres: SIGINT is its "fast" shutdown (SIGTERM would wait for clients to leave).
-  stop_pid postgres "$DIR/postgres/postmaster.pid" INT
-  stop_pid mariadb "$DIR/mariadb/mariadb.pid"
-  stop_pid garage "$DIR/garage.pid"
+  stop_pid postgres postgres "$DIR/postgres/postmaster.pid" INT
+  stop_pid mariadb mariadbd "$DIR/mariadb/mariadb.pid"
+  stop_pid garage garage "$DIR/garage.pid"
 }
 
 case "${1:-}" in

@@ -1,1 +1,13 @@
-//! placeholder
+//! Arca's data mover: sources, the streaming pipeline, stores, the catalog and the
+//! commands built on them. `main.rs` only parses arguments and calls [`cli::run`].
+
+pub mod backup;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod pipeline;
+pub mod secret;
+pub mod source;
+pub mod store;

@@ -1,0 +1,357 @@
+//! The command line: argument types and the commands. Every failure ends as one line on
+//! stderr (`arca: ...`) and a non-zero exit: 1 when the run failed, 2 for bad usage or
+//! config.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use arca_api::result::{RunResult, SnapshotEntry, SnapshotList, RESULT_FORMAT, SNAPSHOTS_FORMAT};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backup::{self, BackupOptions};
+use crate::catalog;
+use crate::config::{self, ConfigError};
+use crate::store::path::human_bytes;
+
+/// Arca: verified, encrypted backups of clinical systems.
+#[derive(Debug, Parser)]
+#[command(name = "arca", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ARCA_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a policy now; prints the snapshot id as the last stdout line.
+    Backup {
+        /// Config file (arca.yaml).
+        #[arg(long, short)]
+        config: String,
+        /// Policy name (optional when the config has one policy).
+        #[arg(long, short)]
+        policy: Option<String>,
+        /// Write a JSON summary (arca-result/1, at most 4 KiB) to this file.
+        #[arg(long)]
+        result_file: Option<PathBuf>,
+    },
+    /// List the snapshots of a policy, newest first.
+    Snapshots {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// Policy name.
+        #[arg(long, short)]
+        policy: Option<String>,
+        /// Only this destination.
+        #[arg(long)]
+        from: Option<String>,
+        /// Machine-readable output (arca-snapshots/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new age identity (secret) and, on stderr, its public recipient.
+    Keygen {
+        /// Write the identity to this file (mode 0600) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Back up a built-in sample (a directory and a SQLite database) to a local folder.
+    Demo {
+        /// Working directory for the sample, the key and the backups.
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+    },
+}
+
+/// Set up logging on stderr (`ARCA_LOG` or `RUST_LOG` choose the level; default info).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,aws=warn,aws_smithy_runtime=warn,aws_config=warn",
+            )
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => {
+            let _ = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .compact()
+                .try_init();
+        }
+        LogFormat::Json => {
+            let _ = builder.json().try_init();
+        }
+    }
+}
+
+/// A command's failure: the line to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// One line.
+    pub message: String,
+    /// Exit code.
+    pub code: i32,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Self {
+            message: e.to_string(),
+            code: 2,
+        }
+    }
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+    }
+}
+
+/// Run a parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Backup {
+            config,
+            policy,
+            result_file,
+        } => cmd_backup(&config, policy.as_deref(), result_file).await,
+        Command::Snapshots {
+            config,
+            policy,
+            from,
+            json,
+        } => cmd_snapshots(&config, policy.as_deref(), from.as_deref(), json).await,
+        Command::Keygen { output } => cmd_keygen(output),
+        Command::Demo { dir } => crate::demo::run(&dir).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            let line = f.message.replace(['\n', '\r'], " ");
+            eprintln!("arca: {line}");
+            f.code
+        }
+    }
+}
+
+fn write_result(path: &Option<PathBuf>, result: &RunResult) {
+    if let Some(p) = path {
+        if let Err(e) = std::fs::write(p, result.to_bounded_json()) {
+            tracing::warn!("cannot write the result file {}: {e}", p.display());
+        }
+    }
+}
+
+async fn cmd_backup(
+    config_path: &str,
+    policy: Option<&str>,
+    result_file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let started = chrono::Utc::now();
+    let base = RunResult {
+        format: RESULT_FORMAT.into(),
+        command: "backup".into(),
+        policy: policy.unwrap_or_default().to_string(),
+        started_at: Some(started),
+        ..Default::default()
+    };
+    let policy = match config::load_policy(config_path, policy) {
+        Ok(p) => p,
+        Err(e) => {
+            let f = Failure::from(e);
+            write_result(
+                &result_file,
+                &RunResult {
+                    error: Some(f.message.clone()),
+                    completed_at: Some(chrono::Utc::now()),
+                    ..base
+                },
+            );
+            return Err(f);
+        }
+    };
+    match backup::run(&policy, &BackupOptions::default()).await {
+        Ok(report) => {
+            let result = report.result();
+            write_result(&result_file, &result);
+            println!("{}", report.snapshot);
+            if report.complete() {
+                Ok(())
+            } else {
+                let good: Vec<&str> = report
+                    .destinations
+                    .iter()
+                    .filter(|(_, e)| e.is_none())
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                Err(fail(format!(
+                    "{}; snapshot {} is complete at {}",
+                    result.error.unwrap_or_default(),
+                    report.snapshot,
+                    good.join(", ")
+                )))
+            }
+        }
+        Err(e) => {
+            let message = format!("backup of policy {:?} failed: {e}", policy.name);
+            write_result(
+                &result_file,
+                &RunResult {
+                    policy: policy.name.clone(),
+                    error: Some(message.clone()),
+                    completed_at: Some(chrono::Utc::now()),
+                    ..base
+                },
+            );
+            Err(fail(message))
+        }
+    }
+}
+
+async fn cmd_snapshots(
+    config_path: &str,
+    policy: Option<&str>,
+    from: Option<&str>,
+    json: bool,
+) -> Result<(), Failure> {
+    let policy = config::load_policy(config_path, policy)?;
+    let dests: Vec<_> = match from {
+        Some(name) => {
+            let d: Vec<_> = policy
+                .destinations
+                .iter()
+                .filter(|d| d.name == name)
+                .cloned()
+                .collect();
+            if d.is_empty() {
+                return Err(Failure {
+                    message: format!("policy {:?} has no destination {name:?}", policy.name),
+                    code: 2,
+                });
+            }
+            d
+        }
+        None => policy.destinations.clone(),
+    };
+    let (found, errors) = catalog::list_all(&dests, &policy.name).await;
+    for (name, e) in &errors {
+        tracing::warn!(destination = %name, "cannot list: {e}");
+    }
+    if errors.len() == dests.len() {
+        let (name, e) = &errors[0];
+        return Err(fail(format!("cannot list destination {name:?}: {e}")));
+    }
+    let entries: Vec<SnapshotEntry> = found
+        .iter()
+        .rev()
+        .map(|l| SnapshotEntry {
+            snapshot: l.manifest.snapshot.clone(),
+            reason: l.manifest.reason,
+            started_at: Some(l.manifest.started_at),
+            completed_at: Some(l.manifest.completed_at),
+            size: l.manifest.stored_size(),
+            plain_size: l.manifest.plain_size(),
+            components: l
+                .manifest
+                .components
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+            destinations: l.destinations.clone(),
+            verification: None,
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let list = SnapshotList {
+            format: SNAPSHOTS_FORMAT.into(),
+            policy: policy.name.clone(),
+            snapshots: entries,
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+    } else if entries.is_empty() {
+        let _ = writeln!(out, "no snapshots of policy {} yet", policy.name);
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<11} {:>10} {:>10}  {:<24} DESTINATIONS",
+            "SNAPSHOT", "KIND", "STORED", "PLAIN", "COMPONENTS"
+        );
+        for e in entries {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<11} {:>10} {:>10}  {:<24} {}",
+                e.snapshot,
+                match e.reason {
+                    arca_api::manifest::SnapshotReason::Backup => "backup",
+                    arca_api::manifest::SnapshotReason::PreRestore => "pre-restore",
+                },
+                human_bytes(e.size),
+                human_bytes(e.plain_size),
+                e.components.join(","),
+                e.destinations.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cmd_keygen(output: Option<PathBuf>) -> Result<(), Failure> {
+    let (identity, recipient) = crate::keys::generate();
+    match output {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot create {}: {e} (keygen never overwrites a key file)",
+                        path.display()
+                    ))
+                })?;
+            f.write_all(identity.expose().as_bytes())
+                .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+            println!("{recipient}");
+        }
+        None => {
+            print!("{}", identity.expose());
+        }
+    }
+    eprintln!("public key (put it in encryption.ageRecipients): {recipient}");
+    Ok(())
+}
