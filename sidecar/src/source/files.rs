@@ -281,10 +281,12 @@ impl FileTree {
                 tally.vanished += 1;
                 return Ok(());
             }
-            Err(err) => return Err(SourceError::Path(format!(
+            Err(err) => {
+                return Err(SourceError::Path(format!(
                 "cannot read {}: {err}; run arca as a user that can read every file, or exclude it",
                 e.abs.display()
-            ))),
+            )))
+            }
         };
         let before = f.metadata().map_err(|err| SourceError::Io {
             what: format!("stat {}", e.abs.display()),

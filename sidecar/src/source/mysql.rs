@@ -314,12 +314,17 @@ impl InsertCounter {
         for &b in data {
             match self.mode {
                 Mode::Prefix => {
-                    if b == b'\n' {
-                        self.end_of_prefix_line();
-                        continue;
+                    // MySQL writes `INSERT INTO `t` VALUES (..),(..);` on one line,
+                    // MariaDB 10.x `INSERT INTO `t` VALUES` then one tuple per line.
+                    let newline = b == b'\n';
+                    if !newline {
+                        self.line.push(b);
                     }
-                    self.line.push(b);
-                    if self.line.ends_with(b" VALUES ") && self.line.starts_with(b"INSERT INTO `") {
+                    let starts = self.line.starts_with(b"INSERT INTO `");
+                    if starts
+                        && (self.line.ends_with(b" VALUES ")
+                            || (newline && self.line.ends_with(b" VALUES")))
+                    {
                         if let Some((name, _)) = backquoted_name(&self.line[13..]) {
                             self.table = name;
                             self.counts.entry(self.table.clone()).or_insert(0);
@@ -329,6 +334,8 @@ impl InsertCounter {
                             self.escape = false;
                         }
                         self.line.clear();
+                    } else if newline {
+                        self.end_of_prefix_line();
                     } else if self.line.len() > LINE_PREFIX_MAX {
                         self.line.clear();
                         self.mode = Mode::Skip;
@@ -356,7 +363,7 @@ impl InsertCounter {
                             self.depth += 1;
                         }
                         b')' => self.depth = self.depth.saturating_sub(1),
-                        b'\n' if self.depth == 0 => self.mode = Mode::Prefix,
+                        b';' if self.depth == 0 => self.mode = Mode::Skip,
                         _ => {}
                     }
                 }
@@ -398,7 +405,7 @@ mod tests {
 
     #[test]
     fn counts_rows_across_chunk_boundaries_and_tricky_strings() {
-        let dump = b"-- MariaDB dump\nCREATE TABLE `empty` (\n  `id` int\n);\nCREATE TABLE `we``ird` (\n  `id` int\n);\nINSERT INTO `we``ird` VALUES (1,'a(b'),(2,'it\\'s ) ('),(3,NULL);\nINSERT INTO `we``ird` VALUES (4,0x2829);\nINSERT INTO `t2` VALUES (1,'line\\nbreak'),(2,'x');\n-- Dump completed on 2026-11-23\n";
+        let dump = b"-- MariaDB dump\nCREATE TABLE `empty` (\n  `id` int\n);\nCREATE TABLE `we``ird` (\n  `id` int\n);\nINSERT INTO `we``ird` VALUES (1,'a(b'),(2,'it\\'s ) ('),(3,NULL);\nINSERT INTO `we``ird` VALUES (4,0x2829);\nINSERT INTO `t2` VALUES (1,'line\\nbreak'),(2,'x');\nINSERT INTO `t3` VALUES\n(1,'a;b'),\n(2,'(;)'),\n(3,'c');\n-- Dump completed on 2026-11-23\n";
         for split in [1usize, 3, 7, 64, dump.len()] {
             let mut c = InsertCounter::default();
             for part in dump.chunks(split) {
@@ -409,6 +416,7 @@ mod tests {
             assert_eq!(get("empty"), Some(0), "split {split}");
             assert_eq!(get("we`ird"), Some(4), "split {split}");
             assert_eq!(get("t2"), Some(2), "split {split}");
+            assert_eq!(get("t3"), Some(3), "split {split}");
             assert!(c.complete);
         }
     }

@@ -186,8 +186,10 @@ pub fn parse_tool_major(version_line: &str) -> Option<u32> {
 /// Every installed copy of `name` with its major version.
 pub fn installed_tools(name: &str) -> Vec<PgTool> {
     let mut dirs: Vec<PathBuf> = Vec::new();
+    // ARCA_PG_BIN_DIR pins the client directory (images with their own client builds).
     if let Some(d) = std::env::var_os("ARCA_PG_BIN_DIR") {
         dirs.push(PathBuf::from(d));
+        return probe_tools(name, dirs);
     }
     for pattern in ["/usr/lib/postgresql", "/usr/local/lib/postgresql"] {
         if let Ok(rd) = std::fs::read_dir(pattern) {
@@ -210,6 +212,10 @@ pub fn installed_tools(name: &str) -> Vec<PgTool> {
     if let Some(p) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&p));
     }
+    probe_tools(name, dirs)
+}
+
+fn probe_tools(name: &str, dirs: Vec<PathBuf>) -> Vec<PgTool> {
     let mut out: Vec<PgTool> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for d in dirs {
@@ -220,8 +226,8 @@ pub fn installed_tools(name: &str) -> Vec<PgTool> {
         if !seen.insert(real.clone()) {
             continue;
         }
-        // Debian's /usr/bin/pg_dump is a wrapper that picks a version by itself: skip it
-        // when the versioned binaries are visible, keep it otherwise.
+        // NB: Debian's /usr/bin/pg_dump is a wrapper; the versioned binaries are listed
+        // first, so it only ever adds a duplicate major version.
         let mut cmd = Command::new(&path);
         cmd.arg("--version");
         let Ok(text) = run_capture(cmd, name) else {

@@ -67,11 +67,12 @@ pub fn part_size(base: u64, n: u32) -> u64 {
     (base << doublings).clamp(MIN_PART, MAX_PART)
 }
 
-/// The base part size for an artifact of about `hint` bytes: large enough that it fits in
-/// the first 2,000 parts, never below the default.
+/// The base part size for an artifact of about `hint` bytes: the smallest that fits the
+/// hint in 9,000 parts (memory stays low), never below the default; growth covers hints
+/// that were too small.
 pub fn base_part_size(hint: Option<u64>) -> u64 {
     match hint {
-        Some(h) => (h / 1_800).clamp(DEFAULT_PART, MAX_PART / 16),
+        Some(h) => h.div_ceil(9_000).clamp(DEFAULT_PART, MAX_PART),
         None => DEFAULT_PART,
     }
 }
@@ -556,10 +557,11 @@ mod tests {
         let capacity: u64 = (1..=MAX_PARTS).map(|n| part_size(base, n)).sum();
         // 2000 × (8+16+32+64+128) MiB ≈ 496 GiB with the default base.
         assert!(capacity > 450 << 30, "{capacity}");
-        // With a hint, the hinted size fits in the first 2,000 parts.
+        // With a hint, the hinted size fits in 9,000 parts of the base size.
         let hint = 3u64 << 40; // 3 TiB
         let b = base_part_size(Some(hint));
-        assert!(b * 2000 >= hint, "{b}");
+        assert!(b * 9000 >= hint, "{b}");
+        assert_eq!(base_part_size(Some(1 << 30)), DEFAULT_PART);
         assert!(b >= MIN_PART && b <= MAX_PART);
     }
 }
