@@ -562,6 +562,6 @@ mod tests {
         let b = base_part_size(Some(hint));
         assert!(b * 9000 >= hint, "{b}");
         assert_eq!(base_part_size(Some(1 << 30)), DEFAULT_PART);
-        assert!(b >= MIN_PART && b <= MAX_PART);
+        assert!((MIN_PART..=MAX_PART).contains(&b));
     }
 }
