@@ -9,6 +9,7 @@ pub mod duration;
 pub mod manifest;
 pub mod policy;
 pub mod result;
+pub mod retention;
 pub mod schedule;
 pub mod validate;
 

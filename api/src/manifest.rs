@@ -91,6 +91,9 @@ pub struct ComponentRecord {
     /// Database owner (PostgreSQL), used to recreate it on restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Database encoding (PostgreSQL), used to recreate it on restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Original path of a files or sqlite component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

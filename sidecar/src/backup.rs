@@ -378,6 +378,7 @@ async fn capture_component(
         tool: info.tool,
         database: info.database,
         owner: info.owner,
+        encoding: info.encoding,
         path: info.path,
         items: info.items,
         duration_seconds: (secs * 1000.0).round() / 1000.0,

@@ -70,6 +70,51 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Restore a snapshot: roles first, then databases, SQLite files and file trees.
+    Restore {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// Policy name.
+        #[arg(long, short)]
+        policy: Option<String>,
+        /// Snapshot id or `latest` (default latest).
+        #[arg(long, short)]
+        snapshot: Option<String>,
+        /// The newest snapshot started before this RFC 3339 time.
+        #[arg(long, conflicts_with = "snapshot")]
+        before: Option<String>,
+        /// Only this component (repeatable).
+        #[arg(long = "component")]
+        components: Vec<String>,
+        /// Read from this destination (default: the first that holds the snapshot).
+        #[arg(long)]
+        from: Option<String>,
+        /// Restore the database component under this new name (created).
+        #[arg(long)]
+        to_database: Option<String>,
+        /// Restore the files component into this directory, or the sqlite file to this path.
+        #[arg(long)]
+        to_path: Option<PathBuf>,
+        /// Make the files target exactly the snapshot's state (delete what is not in it).
+        #[arg(long)]
+        delete_newer: bool,
+        /// Do not back up the current state before overwriting it.
+        #[arg(long)]
+        no_safety_backup: bool,
+        /// Overwrite non-empty targets.
+        #[arg(long)]
+        force: bool,
+        /// Print what would be restored where, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Parallel pg_restore jobs (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write a JSON summary (arca-result/1) to this file.
+        #[arg(long)]
+        result_file: Option<PathBuf>,
+    },
     /// Print a new age identity (secret) and, on stderr, its public recipient.
     Keygen {
         /// Write the identity to this file (mode 0600) instead of stdout.
@@ -149,6 +194,48 @@ pub async fn run(cli: Cli) -> i32 {
             from,
             json,
         } => cmd_snapshots(&config, policy.as_deref(), from.as_deref(), json).await,
+        Command::Restore {
+            config,
+            policy,
+            snapshot,
+            before,
+            components,
+            from,
+            to_database,
+            to_path,
+            delete_newer,
+            no_safety_backup,
+            force,
+            dry_run,
+            jobs,
+            result_file,
+        } => {
+            let opts = crate::restore::parse_selector(snapshot.as_deref(), before.as_deref())
+                .map_err(|m| Failure {
+                    message: m,
+                    code: 2,
+                })
+                .map(|selector| crate::restore::RestoreOptions {
+                    selector,
+                    components,
+                    from,
+                    to_database,
+                    to_path,
+                    delete_newer,
+                    safety_backup: !no_safety_backup,
+                    force,
+                    dry_run,
+                    jobs: jobs.unwrap_or_else(|| {
+                        std::thread::available_parallelism()
+                            .map(|n| n.get())
+                            .unwrap_or(1)
+                    }),
+                });
+            match opts {
+                Ok(o) => cmd_restore(&config, policy.as_deref(), &o, result_file).await,
+                Err(f) => Err(f),
+            }
+        }
         Command::Keygen { output } => cmd_keygen(output),
         Command::Demo { dir } => crate::demo::run(&dir).await,
     };
@@ -326,6 +413,44 @@ async fn cmd_snapshots(
         }
     }
     Ok(())
+}
+
+async fn cmd_restore(
+    config_path: &str,
+    policy: Option<&str>,
+    opts: &crate::restore::RestoreOptions,
+    result_file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let policy = config::load_policy(config_path, policy)?;
+    let started = chrono::Utc::now();
+    match crate::restore::run(&policy, opts).await {
+        Ok(report) => {
+            write_result(&result_file, &report.result(&policy.name));
+            if !opts.dry_run {
+                if let Some(s) = &report.safety_snapshot {
+                    eprintln!("safety snapshot of the previous state: {s}");
+                }
+                println!("{}", report.snapshot);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("restore of policy {:?} failed: {e}", policy.name);
+            write_result(
+                &result_file,
+                &RunResult {
+                    format: RESULT_FORMAT.into(),
+                    command: "restore".into(),
+                    policy: policy.name.clone(),
+                    started_at: Some(started),
+                    completed_at: Some(chrono::Utc::now()),
+                    error: Some(message.clone()),
+                    ..Default::default()
+                },
+            );
+            Err(fail(message))
+        }
+    }
 }
 
 fn cmd_keygen(output: Option<PathBuf>) -> Result<(), Failure> {

@@ -97,6 +97,8 @@ pub struct CaptureInfo {
     pub database: Option<String>,
     /// Database owner.
     pub owner: Option<String>,
+    /// Database encoding.
+    pub encoding: Option<String>,
     /// Captured path.
     pub path: Option<String>,
     /// Counts.

@@ -126,7 +126,7 @@ impl PgConn {
         }
     }
 
-    fn command(&self, tool: &Path) -> Command {
+    pub(crate) fn command(&self, tool: &Path) -> Command {
         let mut cmd = Command::new(tool);
         cmd.arg("--no-password")
             .arg("--host")
@@ -359,6 +359,7 @@ pub struct PreparedDatabase {
     tool: PgTool,
     server_version: String,
     owner: String,
+    encoding: String,
     tables: Vec<(String, String)>,
     /// Database size on the server.
     pub size_hint: Option<u64>,
@@ -389,7 +390,7 @@ impl PgDatabase {
             .get(0);
         let row = client
             .query_one(
-                "SELECT pg_catalog.pg_get_userbyid(datdba)::text, pg_database_size(oid)
+                "SELECT pg_catalog.pg_get_userbyid(datdba)::text, pg_database_size(oid), pg_encoding_to_char(encoding)::text
                  FROM pg_database WHERE datname = current_database()",
                 &[],
             )
@@ -397,6 +398,7 @@ impl PgDatabase {
             .map_err(q)?;
         let owner: String = row.get(0);
         let size: i64 = row.get(1);
+        let encoding: String = row.get(2);
         let rows = client
             .query(
                 "SELECT n.nspname::text, c.relname::text FROM pg_class c
@@ -416,6 +418,7 @@ impl PgDatabase {
             tool,
             server_version,
             owner,
+            encoding,
             tables,
             size_hint: Some(size.max(0) as u64),
         })
@@ -474,6 +477,7 @@ impl PreparedDatabase {
             tool: Some(self.tool.version),
             database: Some(self.src.database.clone()),
             owner: Some(self.owner),
+            encoding: Some(self.encoding),
             warnings: out.warnings,
             ..Default::default()
         };

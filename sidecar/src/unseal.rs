@@ -1,0 +1,263 @@
+//! Reading an artifact back: store → sha256 → age → zstd → sha256, as a blocking `Read`.
+//! Both digests and sizes are compared with the manifest once the stream is drained, so a
+//! truncated, tampered or swapped artifact is caught; age's own authentication catches
+//! tampering even earlier.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use arca_api::manifest::ComponentRecord;
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::store::{Store, StoreError};
+
+/// Why an artifact cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The identity does not open it.
+    #[error("the age identity does not match the recipients of this snapshot: use the key that belongs to one of {0}")]
+    WrongKey(String),
+    /// The snapshot is encrypted but no identity was given.
+    #[error("snapshot is encrypted: set encryption.ageIdentityFile in the policy (or ARCA_AGE_IDENTITY_FILE)")]
+    NoKey,
+    /// Decryption or decompression failed.
+    #[error("{object} is damaged: {detail}")]
+    Damaged {
+        /// Object name.
+        object: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The digest does not match the manifest.
+    #[error("{object} does not match its manifest ({what}): the artifact is truncated or was modified; restore from another destination or snapshot")]
+    Mismatch {
+        /// Object name.
+        object: String,
+        /// Which check failed.
+        what: String,
+    },
+}
+
+#[derive(Default)]
+struct Tally {
+    hasher: Sha256,
+    count: u64,
+}
+
+/// A reader that hashes what passes through into shared state.
+struct Hashing<R> {
+    inner: R,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut t) = self.tally.lock() {
+            t.hasher.update(&buf[..n]);
+            t.count += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Blocking reader over chunks fed by an async task.
+struct Bridge {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for Bridge {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Progress of a read, in stored bytes (for progress lines).
+#[derive(Clone, Default)]
+pub struct Progress(Arc<Mutex<Tally>>);
+
+impl Progress {
+    /// Stored bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.lock().map(|t| t.count).unwrap_or(0)
+    }
+}
+
+/// An open artifact: read the plain native format from it, then call [`Artifact::finish`].
+pub struct Artifact {
+    reader: Box<dyn Read + Send>,
+    stored: Arc<Mutex<Tally>>,
+    plain: Arc<Mutex<Tally>>,
+    record: ComponentRecord,
+}
+
+impl Read for Artifact {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Artifact {
+    /// Stored-bytes progress handle.
+    pub fn progress(&self) -> Progress {
+        Progress(self.stored.clone())
+    }
+
+    /// Drain what the consumer left unread and compare sizes and digests.
+    pub fn finish(mut self) -> Result<(), UnsealError> {
+        io::copy(&mut self.reader, &mut io::sink()).map_err(|e| damaged(&self.record.object, e))?;
+        let take = |t: &Arc<Mutex<Tally>>| {
+            t.lock()
+                .map(|mut g| {
+                    let h = std::mem::take(&mut g.hasher);
+                    (g.count, hex::encode(h.finalize()))
+                })
+                .unwrap_or_default()
+        };
+        let (size, sha) = take(&self.stored);
+        let (plain_size, plain_sha) = take(&self.plain);
+        let obj = self.record.object.clone();
+        let mismatch = |what: String| {
+            Err(UnsealError::Mismatch {
+                object: obj.clone(),
+                what,
+            })
+        };
+        if size != self.record.size {
+            return mismatch(format!(
+                "{size} bytes stored, manifest says {}",
+                self.record.size
+            ));
+        }
+        if sha != self.record.sha256 {
+            return mismatch("sha256 of the stored bytes differs".into());
+        }
+        if plain_size != self.record.plain_size || plain_sha != self.record.plain_sha256 {
+            return mismatch("sha256 of the decompressed content differs".into());
+        }
+        Ok(())
+    }
+}
+
+fn damaged(object: &str, e: io::Error) -> UnsealError {
+    UnsealError::Damaged {
+        object: object.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Open `key` at `store` for reading as the plain native format. Must be called from a
+/// tokio context; the returned reader must be used from a blocking thread.
+pub async fn open(
+    store: &Store,
+    key: &str,
+    record: &ComponentRecord,
+    identities: &[age::x25519::Identity],
+    recipients: &[String],
+) -> Result<Artifact, UnsealError> {
+    let (mut stream, _len) = store.get_stream(key).await?;
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+    });
+    let stored = Arc::new(Mutex::new(Tally::default()));
+    let plain = Arc::new(Mutex::new(Tally::default()));
+    let object = record.object.clone();
+    let recipients = recipients.to_vec();
+    let ids: Vec<age::x25519::Identity> = identities.to_vec();
+    let stored2 = stored.clone();
+    let plain2 = plain.clone();
+    // Building the age reader reads the header, which blocks on the bridge.
+    let reader =
+        tokio::task::spawn_blocking(move || -> Result<Box<dyn Read + Send>, UnsealError> {
+            let hashed = Hashing {
+                inner: Bridge {
+                    rx,
+                    cur: Bytes::new(),
+                },
+                tally: stored2,
+            };
+            let decrypted: Box<dyn Read + Send> = if recipients.is_empty() {
+                Box::new(hashed)
+            } else {
+                if ids.is_empty() {
+                    return Err(UnsealError::NoKey);
+                }
+                let dec = age::Decryptor::new(hashed).map_err(|e| UnsealError::Damaged {
+                    object: object.clone(),
+                    detail: format!("not an age file: {e}"),
+                })?;
+                let r = dec
+                    .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+                    .map_err(|e| match e {
+                        age::DecryptError::NoMatchingKeys => {
+                            UnsealError::WrongKey(recipients.join(", "))
+                        }
+                        other => UnsealError::Damaged {
+                            object: object.clone(),
+                            detail: other.to_string(),
+                        },
+                    })?;
+                Box::new(r)
+            };
+            let z = zstd::stream::read::Decoder::new(decrypted).map_err(|e| damaged(&object, e))?;
+            Ok(Box::new(Hashing {
+                inner: z,
+                tally: plain2,
+            }))
+        })
+        .await
+        .map_err(|e| UnsealError::Damaged {
+            object: record.object.clone(),
+            detail: e.to_string(),
+        })??;
+    Ok(Artifact {
+        reader,
+        stored,
+        plain,
+        record: record.clone(),
+    })
+}
+
+/// Read identities for a policy: `ARCA_AGE_IDENTITY_FILE` wins over the policy's file.
+pub fn identities_for(identity_file: Option<&str>) -> Result<Vec<age::x25519::Identity>, String> {
+    let path = std::env::var("ARCA_AGE_IDENTITY_FILE")
+        .ok()
+        .or_else(|| identity_file.map(str::to_string));
+    match path {
+        Some(p) => crate::keys::read_identities(&p),
+        None => Ok(Vec::new()),
+    }
+}
