@@ -115,6 +115,43 @@ pub enum Command {
         #[arg(long)]
         result_file: Option<PathBuf>,
     },
+    /// Check snapshots: re-read, decrypt, decompress and compare both digests; with
+    /// --deep also restore into a scratch database/directory and compare counts.
+    Verify {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// Policy name.
+        #[arg(long, short)]
+        policy: Option<String>,
+        /// Snapshot id, `latest` (default) or `all`.
+        #[arg(long, short)]
+        snapshot: Option<String>,
+        /// Only this destination (default: every destination).
+        #[arg(long)]
+        from: Option<String>,
+        /// Restore into scratch targets and compare tables, rows, files and bytes.
+        #[arg(long)]
+        deep: bool,
+        /// Write a JSON summary (arca-result/1) to this file.
+        #[arg(long)]
+        result_file: Option<PathBuf>,
+    },
+    /// Apply each destination's retention and collect leftovers of interrupted runs.
+    Prune {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// Policy name.
+        #[arg(long, short)]
+        policy: Option<String>,
+        /// Only this destination.
+        #[arg(long)]
+        from: Option<String>,
+        /// List every snapshot with keep or delete and the rule that decided; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a new age identity (secret) and, on stderr, its public recipient.
     Keygen {
         /// Write the identity to this file (mode 0600) instead of stdout.
@@ -236,6 +273,30 @@ pub async fn run(cli: Cli) -> i32 {
                 Err(f) => Err(f),
             }
         }
+        Command::Verify {
+            config,
+            policy,
+            snapshot,
+            from,
+            deep,
+            result_file,
+        } => {
+            cmd_verify(
+                &config,
+                policy.as_deref(),
+                snapshot.as_deref(),
+                from.as_deref(),
+                deep,
+                result_file,
+            )
+            .await
+        }
+        Command::Prune {
+            config,
+            policy,
+            from,
+            dry_run,
+        } => cmd_prune(&config, policy.as_deref(), from.as_deref(), dry_run).await,
         Command::Keygen { output } => cmd_keygen(output),
         Command::Demo { dir } => crate::demo::run(&dir).await,
     };
@@ -289,6 +350,27 @@ async fn cmd_backup(
         Ok(report) => {
             let result = report.result();
             write_result(&result_file, &result);
+            // Retention runs after success only, at the destinations that succeeded.
+            let good: Vec<String> = report
+                .destinations
+                .iter()
+                .filter(|(_, e)| e.is_none())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for r in crate::prune::run(&policy, Some(&good), false).await {
+                match r {
+                    Ok(p) => {
+                        let deleted = p.decisions.iter().filter(|d| !d.keep).count();
+                        if deleted > 0 || !p.leftovers.is_empty() {
+                            tracing::info!(destination = %p.destination, deleted, leftovers = p.leftovers.len(), "pruned");
+                        }
+                        for e in p.errors {
+                            tracing::warn!(destination = %p.destination, "prune: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("prune: {e}"),
+                }
+            }
             println!("{}", report.snapshot);
             if report.complete() {
                 Ok(())
@@ -356,6 +438,24 @@ async fn cmd_snapshots(
         let (name, e) = &errors[0];
         return Err(fail(format!("cannot list destination {name:?}: {e}")));
     }
+    let mut verified: std::collections::HashMap<String, arca_api::result::VerificationSummary> =
+        Default::default();
+    for d in &dests {
+        for r in crate::verify::latest_records(&d.store, &policy.name).await {
+            let newer = verified.get(&r.snapshot).is_none_or(|v| v.at < Some(r.at));
+            if newer {
+                verified.insert(
+                    r.snapshot.clone(),
+                    arca_api::result::VerificationSummary {
+                        at: Some(r.at),
+                        ok: r.ok,
+                        deep: r.deep,
+                        destination: r.destination.clone(),
+                    },
+                );
+            }
+        }
+    }
     let entries: Vec<SnapshotEntry> = found
         .iter()
         .rev()
@@ -373,7 +473,7 @@ async fn cmd_snapshots(
                 .map(|c| c.name.clone())
                 .collect(),
             destinations: l.destinations.clone(),
-            verification: None,
+            verification: verified.get(&l.manifest.snapshot).cloned(),
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -393,13 +493,13 @@ async fn cmd_snapshots(
     } else {
         let _ = writeln!(
             out,
-            "{:<20} {:<11} {:>10} {:>10}  {:<24} DESTINATIONS",
-            "SNAPSHOT", "KIND", "STORED", "PLAIN", "COMPONENTS"
+            "{:<20} {:<11} {:>10} {:>10}  {:<24} {:<16} VERIFIED",
+            "SNAPSHOT", "KIND", "STORED", "PLAIN", "COMPONENTS", "DESTINATIONS"
         );
         for e in entries {
             let _ = writeln!(
                 out,
-                "{:<20} {:<11} {:>10} {:>10}  {:<24} {}",
+                "{:<20} {:<11} {:>10} {:>10}  {:<24} {:<16} {}",
                 e.snapshot,
                 match e.reason {
                     arca_api::manifest::SnapshotReason::Backup => "backup",
@@ -408,7 +508,17 @@ async fn cmd_snapshots(
                 human_bytes(e.size),
                 human_bytes(e.plain_size),
                 e.components.join(","),
-                e.destinations.join(",")
+                e.destinations.join(","),
+                match &e.verification {
+                    None => "never".to_string(),
+                    Some(v) => format!(
+                        "{} {} {}",
+                        if v.ok { "ok" } else { "FAILED" },
+                        if v.deep { "deep" } else { "digests" },
+                        v.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_default()
+                    ),
+                }
             );
         }
     }
@@ -450,6 +560,127 @@ async fn cmd_restore(
             );
             Err(fail(message))
         }
+    }
+}
+
+async fn cmd_verify(
+    config_path: &str,
+    policy: Option<&str>,
+    snapshot: Option<&str>,
+    from: Option<&str>,
+    deep: bool,
+    result_file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let policy = config::load_policy(config_path, policy)?;
+    let which = match snapshot {
+        None | Some("latest") => crate::verify::Which::Latest,
+        Some("all") => crate::verify::Which::All,
+        Some(id) => {
+            id.parse::<arca_api::SnapshotId>().map_err(|e| Failure {
+                message: e.to_string(),
+                code: 2,
+            })?;
+            crate::verify::Which::Id(id.to_string())
+        }
+    };
+    let started = chrono::Utc::now();
+    let report = crate::verify::run(&policy, &which, from, deep)
+        .await
+        .map_err(|m| fail(format!("verify of policy {:?} failed: {m}", policy.name)))?;
+    let mut out = std::io::stdout().lock();
+    for r in &report.records {
+        let _ = writeln!(
+            out,
+            "{} {:<20} {:<12} {}",
+            if r.ok { "ok    " } else { "FAILED" },
+            r.snapshot,
+            r.destination,
+            if r.deep { "deep" } else { "digests" }
+        );
+    }
+    let ok = report.ok();
+    write_result(
+        &result_file,
+        &RunResult {
+            format: RESULT_FORMAT.into(),
+            command: "verify".into(),
+            policy: policy.name.clone(),
+            ok,
+            snapshot: report.records.first().map(|r| r.snapshot.clone()),
+            started_at: Some(started),
+            completed_at: Some(chrono::Utc::now()),
+            error: report.first_failure(),
+            ..Default::default()
+        },
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "verify of policy {:?} failed: {}",
+            policy.name,
+            report
+                .first_failure()
+                .unwrap_or_else(|| "nothing was verified".into())
+        )))
+    }
+}
+
+async fn cmd_prune(
+    config_path: &str,
+    policy: Option<&str>,
+    from: Option<&str>,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let policy = config::load_policy(config_path, policy)?;
+    if let Some(f) = from {
+        if !policy.destinations.iter().any(|d| d.name == f) {
+            return Err(Failure {
+                message: format!("policy {:?} has no destination {f:?}", policy.name),
+                code: 2,
+            });
+        }
+    }
+    let only: Option<Vec<String>> = from.map(|f| vec![f.to_string()]);
+    let mut failures = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for r in crate::prune::run(&policy, only.as_deref(), dry_run).await {
+        match r {
+            Ok(p) => {
+                let _ = writeln!(out, "destination {}:", p.destination);
+                for d in &p.decisions {
+                    let _ = writeln!(
+                        out,
+                        "  {:<20} {:<6} {}",
+                        d.id,
+                        if d.keep { "keep" } else { "delete" },
+                        d.reasons.join(", ")
+                    );
+                }
+                for l in &p.leftovers {
+                    let _ = writeln!(
+                        out,
+                        "  {l:<20} {:<6} incomplete (no manifest), older than a day",
+                        "delete"
+                    );
+                }
+                failures.extend(
+                    p.errors
+                        .into_iter()
+                        .map(|e| format!("{}: {e}", p.destination)),
+                );
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "prune of policy {:?} failed: {}",
+            policy.name,
+            failures.join("; ")
+        )))
     }
 }
 

@@ -712,8 +712,9 @@ fn progress_logger(
     })
 }
 
-/// Stream the artifact into a child's stdin; returns the child's stderr.
-fn pipe_into_child(
+/// Stream the artifact into a child's stdin (lines filtered by `filter` when given);
+/// checks the artifact and the child's exit; returns the child's stderr.
+pub(crate) fn pipe_into_child(
     mut a: Artifact,
     mut cmd: Command,
     tool: &str,

@@ -27,7 +27,7 @@ pub enum UnsealError {
     #[error("snapshot is encrypted: set encryption.ageIdentityFile in the policy (or ARCA_AGE_IDENTITY_FILE)")]
     NoKey,
     /// Decryption or decompression failed.
-    #[error("{object} is damaged: {detail}")]
+    #[error("{object} is damaged ({detail}): restore from another destination or snapshot, and check that storage")]
     Damaged {
         /// Object name.
         object: String,
