@@ -34,6 +34,10 @@ install_missing() {
     command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] || missing+=("${pkg[$cmd]}")
   done
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+  # Orthanc end-to-end test: the DICOM server (the test starts its own instance, never this
+  # script) and dcmtk's dump2dcm to make DICOM files; curl is in the map above.
+  [[ -x /usr/sbin/Orthanc ]] || missing+=(orthanc)
+  command -v dump2dcm >/dev/null || missing+=(dcmtk)
   if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     apt-get update -q

@@ -173,8 +173,10 @@ pub async fn run(policy: &Policy, opts: &BackupOptions) -> Result<BackupReport, 
             taken.extend(ids);
         }
     }
-    while taken.contains(&id) {
-        id = id.next_seq();
+    // Past the highest suffix of this second, so ids keep sorting in run order even after
+    // prune removed a same-second snapshot.
+    if let Some(max) = taken.iter().filter(|t| t.time == id.time).max() {
+        id = max.next_seq();
     }
     let snapshot = id.to_string();
     info!(policy = %policy.name, snapshot = %snapshot, "backup started");

@@ -104,8 +104,7 @@ pub fn select<'a>(list: &'a [Located], selector: &Selector) -> Result<&'a Locate
                 format!("snapshot {id} does not exist: run `arca snapshots` to list them")
             }),
         Selector::Before(t) => ordinary()
-            .filter(|l| l.manifest.started_at < *t)
-            .last()
+            .rfind(|l| l.manifest.started_at < *t)
             .ok_or_else(|| {
                 format!(
                     "no snapshot started before {}: run `arca snapshots` to list them",
@@ -706,7 +705,7 @@ fn progress_logger(
         loop {
             tick.tick().await;
             let n = progress.bytes();
-            let pct = if total > 0 { n * 100 / total } else { 100 };
+            let pct = (n * 100).checked_div(total).unwrap_or(100);
             info!(component = %name, "restored {} of {} ({pct}%)", human_bytes(n), human_bytes(total));
         }
     })
@@ -911,23 +910,25 @@ async fn restore_postgres(
     }
     if occupied {
         let old = format!("{database}__arca_old");
-        let swap = format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid();
-             DROP DATABASE IF EXISTS {old};
-             ALTER DATABASE {target} RENAME TO {old};
-             ALTER DATABASE {work} RENAME TO {target};
-             DROP DATABASE {old};",
-            db = database.replace('\'', "''"),
-            old = q(&old),
-            target = q(database),
-            work = q(&work)
-        );
-        admin.batch_execute(&swap).await.map_err(|e| {
-            ctx.fail(format!(
-                "swapping the restored database in: {}",
-                conn.map_error(e, database)
-            ))
-        })?;
+        // NB: one statement per call: DROP DATABASE cannot run in a transaction block.
+        let steps = [
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                database.replace('\'', "''")
+            ),
+            format!("DROP DATABASE IF EXISTS {}", q(&old)),
+            format!("ALTER DATABASE {} RENAME TO {}", q(database), q(&old)),
+            format!("ALTER DATABASE {} RENAME TO {}", q(&work), q(database)),
+            format!("DROP DATABASE {}", q(&old)),
+        ];
+        for sql in steps {
+            admin.batch_execute(&sql).await.map_err(|e| {
+                ctx.fail(format!(
+                    "swapping the restored database in: {}",
+                    conn.map_error(e, database)
+                ))
+            })?;
+        }
     }
     Ok(warnings)
 }
