@@ -8,8 +8,43 @@ use crate::policy::PolicySpec;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigFile {
+    /// Settings of `arca daemon` (compose sidecar mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonSettings>,
     /// The policies, each with a unique name.
     pub policies: Vec<NamedPolicy>,
+}
+
+/// Settings of `arca daemon`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Where run logs and schedule state are kept (default `/var/lib/arca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// HTTP listen address for the status page, health and metrics (default `0.0.0.0:9180`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Notifications: a JSON POST on failure and on RPO breach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+    /// Docker API endpoint for cold backups (default `DOCKER_HOST` or the local socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
+}
+
+/// A webhook receiver.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Webhook {
+    /// URL receiving the JSON POST.
+    pub url: String,
+    /// Which events: `failure`, `rpoBreach`, `success` (default: failure and rpoBreach).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// File holding a bearer token sent as `Authorization: Bearer ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 /// A policy entry: its name beside the same fields as a `BackupPolicy` spec.
