@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use arca_api::result::{RunResult, SnapshotEntry, SnapshotList, RESULT_FORMAT, SNAPSHOTS_FORMAT};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::backup::{self, BackupOptions};
 use crate::catalog;
 use crate::config::{self, ConfigError};
 use crate::store::path::human_bytes;
@@ -151,6 +150,22 @@ pub enum Command {
         /// List every snapshot with keep or delete and the rule that decided; delete nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Run every policy on its schedule, with a status page, /api/status, /metrics,
+    /// /healthz and /readyz (compose sidecar mode).
+    Daemon {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// HTTP listen address (default: daemon.listen, else 0.0.0.0:9180).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Check a config: parse it and validate every policy; exit 2 on the first problem.
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
     },
     /// Print a new age identity (secret) and, on stderr, its public recipient.
     Keygen {
@@ -297,6 +312,13 @@ pub async fn run(cli: Cli) -> i32 {
             from,
             dry_run,
         } => cmd_prune(&config, policy.as_deref(), from.as_deref(), dry_run).await,
+        Command::Daemon { config, listen } => crate::daemon::run(&config, listen.as_deref())
+            .await
+            .map_err(|m| Failure {
+                message: m,
+                code: 1,
+            }),
+        Command::Check { config } => cmd_check(&config),
         Command::Keygen { output } => cmd_keygen(output),
         Command::Demo { dir } => crate::demo::run(&dir).await,
     };
@@ -307,6 +329,21 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln!("arca: {line}");
             f.code
         }
+    }
+}
+
+/// State dir and Docker endpoint from the config's `daemon` section (or defaults).
+fn runner_settings(config_path: &str) -> crate::runner::RunnerSettings {
+    let daemon = config::load_file(config_path)
+        .ok()
+        .and_then(|c| c.daemon)
+        .unwrap_or_default();
+    crate::runner::RunnerSettings {
+        state_dir: daemon
+            .state_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(crate::runner::default_state_dir),
+        docker_host: daemon.docker_host,
     }
 }
 
@@ -346,31 +383,11 @@ async fn cmd_backup(
             return Err(f);
         }
     };
-    match backup::run(&policy, &BackupOptions::default()).await {
+    let settings = runner_settings(config_path);
+    match crate::runner::backup_policy(&policy, &settings).await {
         Ok(report) => {
             let result = report.result();
             write_result(&result_file, &result);
-            // Retention runs after success only, at the destinations that succeeded.
-            let good: Vec<String> = report
-                .destinations
-                .iter()
-                .filter(|(_, e)| e.is_none())
-                .map(|(n, _)| n.clone())
-                .collect();
-            for r in crate::prune::run(&policy, Some(&good), false).await {
-                match r {
-                    Ok(p) => {
-                        let deleted = p.decisions.iter().filter(|d| !d.keep).count();
-                        if deleted > 0 || !p.leftovers.is_empty() {
-                            tracing::info!(destination = %p.destination, deleted, leftovers = p.leftovers.len(), "pruned");
-                        }
-                        for e in p.errors {
-                            tracing::warn!(destination = %p.destination, "prune: {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("prune: {e}"),
-                }
-            }
             println!("{}", report.snapshot);
             if report.complete() {
                 Ok(())
@@ -389,8 +406,7 @@ async fn cmd_backup(
                 )))
             }
         }
-        Err(e) => {
-            let message = format!("backup of policy {:?} failed: {e}", policy.name);
+        Err(message) => {
             write_result(
                 &result_file,
                 &RunResult {
@@ -682,6 +698,22 @@ async fn cmd_prune(
             failures.join("; ")
         )))
     }
+}
+
+fn cmd_check(config_path: &str) -> Result<(), Failure> {
+    let cfg = config::load_file(config_path)?;
+    for p in &cfg.policies {
+        config::select(&cfg, Some(&p.name))?;
+        config::resolve(p)?;
+        println!("policy {}: ok", p.name);
+    }
+    if cfg.policies.is_empty() {
+        return Err(Failure {
+            message: format!("config {config_path} has no policies: add one under `policies:`"),
+            code: 2,
+        });
+    }
+    Ok(())
 }
 
 fn cmd_keygen(output: Option<PathBuf>) -> Result<(), Failure> {
