@@ -428,24 +428,9 @@ async fn cmd_snapshots(
     json: bool,
 ) -> Result<(), Failure> {
     let policy = config::load_policy(config_path, policy)?;
-    let dests: Vec<_> = match from {
-        Some(name) => {
-            let d: Vec<_> = policy
-                .destinations
-                .iter()
-                .filter(|d| d.name == name)
-                .cloned()
-                .collect();
-            if d.is_empty() {
-                return Err(Failure {
-                    message: format!("policy {:?} has no destination {name:?}", policy.name),
-                    code: 2,
-                });
-            }
-            d
-        }
-        None => policy.destinations.clone(),
-    };
+    let dests = policy
+        .destinations_from(from)
+        .map_err(|message| Failure { message, code: 2 })?;
     let (found, errors) = catalog::list_all(&dests, &policy.name).await;
     for (name, e) in &errors {
         tracing::warn!(destination = %name, "cannot list: {e}");

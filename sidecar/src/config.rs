@@ -90,6 +90,34 @@ pub struct DestinationPlan {
     pub retention: arca_api::Retention,
 }
 
+impl Policy {
+    /// The destinations to use: all, or the one named `from` (an error names the choices).
+    pub fn destinations_from(&self, from: Option<&str>) -> Result<Vec<DestinationPlan>, String> {
+        match from {
+            None => Ok(self.destinations.clone()),
+            Some(name) => {
+                let d: Vec<_> = self
+                    .destinations
+                    .iter()
+                    .filter(|d| d.name == name)
+                    .cloned()
+                    .collect();
+                if d.is_empty() {
+                    let names: Vec<&str> =
+                        self.destinations.iter().map(|d| d.name.as_str()).collect();
+                    Err(format!(
+                        "policy {:?} has no destination {name:?} (it has: {})",
+                        self.name,
+                        names.join(", ")
+                    ))
+                } else {
+                    Ok(d)
+                }
+            }
+        }
+    }
+}
+
 /// Read and parse a config file.
 pub fn load_file(path: &str) -> Result<ConfigFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -24,7 +24,7 @@ use crate::source::child::last_lines;
 use crate::source::mysql::{find_tools, MyDatabase, OptionFile};
 use crate::source::postgres::{choose_tool, installed_tools, PgConn};
 use crate::source::Source;
-use crate::store::path::human_bytes;
+use crate::store::path::{free_bytes, human_bytes};
 use crate::unseal::{self, Artifact, UnsealError};
 
 /// Which snapshot.
@@ -216,24 +216,9 @@ pub async fn locate(
     selector: &Selector,
     from: Option<&str>,
 ) -> Result<(Manifest, DestinationPlan), RestoreError> {
-    let dests: Vec<DestinationPlan> = match from {
-        Some(name) => {
-            let d: Vec<_> = policy
-                .destinations
-                .iter()
-                .filter(|d| d.name == name)
-                .cloned()
-                .collect();
-            if d.is_empty() {
-                return Err(RestoreError::Request(format!(
-                    "policy {:?} has no destination {name:?}",
-                    policy.name
-                )));
-            }
-            d
-        }
-        None => policy.destinations.clone(),
-    };
+    let dests = policy
+        .destinations_from(from)
+        .map_err(RestoreError::Request)?;
     let (list, errors) = catalog::list_all(&dests, &policy.name).await;
     if list.is_empty() && !errors.is_empty() {
         let (n, e) = &errors[0];
@@ -628,22 +613,8 @@ fn du(path: &Path) -> u64 {
     total
 }
 
-fn existing_ancestor(p: &Path) -> PathBuf {
-    let mut cur = p.to_path_buf();
-    while !cur.exists() {
-        match cur.parent() {
-            Some(parent) => cur = parent.to_path_buf(),
-            None => break,
-        }
-    }
-    cur
-}
-
 fn check_room(path: &Path, need: u64) -> Result<(), RestoreError> {
-    let probe = existing_ancestor(path);
-    if let Ok(st) = nix::sys::statvfs::statvfs(&probe) {
-        #[allow(clippy::unnecessary_cast)]
-        let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if let Some(avail) = free_bytes(path) {
         if avail < need {
             return Err(RestoreError::Request(format!(
                 "not enough room for the restore at {}: {} needed, {} free; free space or restore elsewhere with --to-path",
@@ -943,14 +914,7 @@ async fn pg_restore_into(
     let a = ctx.open().await?;
     let progress = progress_logger(ctx.rec.name.clone(), ctx.rec.size, a.progress());
     // Parallel pg_restore needs a seekable file: stage the plain dump when there is room.
-    let tmp = std::env::temp_dir();
-    let room = nix::sys::statvfs::statvfs(&tmp)
-        .map(|st| {
-            #[allow(clippy::unnecessary_cast)]
-            let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
-            avail
-        })
-        .unwrap_or(0);
+    let room = free_bytes(&std::env::temp_dir()).unwrap_or(0);
     let stage = jobs > 1 && room > ctx.rec.plain_size.saturating_mul(11) / 10 + (256 << 20);
     let mut cmd = conn.command(tool);
     cmd.arg("--exit-on-error").arg("--dbname").arg(db);

@@ -101,9 +101,7 @@ impl SqliteFile {
             }
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let tmp_dir = std::env::temp_dir();
-            if let Ok(st) = nix::sys::statvfs::statvfs(&tmp_dir) {
-                #[allow(clippy::unnecessary_cast)]
-                let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+            if let Some(avail) = crate::store::path::free_bytes(&tmp_dir) {
                 if avail < size.saturating_mul(11) / 10 {
                     return Err(SourceError::Path(format!(
                         "not enough room in {} for a temporary copy of {shown} ({} bytes): set TMPDIR to a larger directory",

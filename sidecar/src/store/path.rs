@@ -349,7 +349,8 @@ fn temp_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!("{TEMP_PREFIX}{name}-{nonce:08x}"))
 }
 
-fn existing_ancestor(p: &Path) -> PathBuf {
+/// The nearest existing ancestor of `p` (itself when it exists).
+pub fn existing_ancestor(p: &Path) -> PathBuf {
     let mut cur = p.to_path_buf();
     while !cur.exists() {
         match cur.parent() {
@@ -358,6 +359,15 @@ fn existing_ancestor(p: &Path) -> PathBuf {
         }
     }
     cur
+}
+
+/// Bytes available to unprivileged writers on the file system holding `p` (or its
+/// nearest existing ancestor).
+pub fn free_bytes(p: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(&existing_ancestor(p)).ok()?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    Some(avail)
 }
 
 async fn sync_dir(dir: &Path) {
