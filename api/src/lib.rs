@@ -5,6 +5,8 @@
 //! manifest / result formats only.
 
 pub mod config;
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod duration;
 pub mod manifest;
 pub mod policy;

@@ -10,14 +10,44 @@ use serde::{Deserialize, Serialize};
 use crate::duration::HumanDuration;
 
 /// A backup policy: what to capture, where to store it, when, and how long to keep it.
+// With the `crd` feature this is also the spec of the `BackupPolicy` custom resource
+// (`arca.dev/v1alpha1`, see `crate::crd`); doc comments become `kubectl explain` text.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "arca.dev",
+        version = "v1alpha1",
+        kind = "BackupPolicy",
+        plural = "backuppolicies",
+        namespaced,
+        status = "crate::crd::BackupPolicyStatus",
+        derive = "PartialEq",
+        shortname = "bpol",
+        category = "arca",
+        doc = "What to back up (databases, SQLite files, volumes), where to (S3, volumes), when (cron in a time zone) and how long to keep it. arca-operator runs each backup as a Job and reports the outcome in status.",
+        printcolumn = r#"{"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"}"#,
+        printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.state"}"#,
+        printcolumn = r#"{"name": "Last Success", "type": "date", "jsonPath": ".status.lastSuccessTime"}"#,
+        printcolumn = r#"{"name": "Snapshot", "type": "string", "jsonPath": ".status.lastSuccessfulSnapshot", "priority": 1}"#,
+        printcolumn = r#"{"name": "Within RPO", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"WithinRPO\")].status", "priority": 1}"#,
+        printcolumn = r#"{"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 1}"#,
+        printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
     /// When to back up: a 5-field cron expression (minute hour day-of-month month day-of-week).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), pattern(r"^\s*\S+(\s+\S+){4}\s*$"))]
     pub schedule: Option<String>,
     /// IANA time zone the schedule and retention buckets are read in (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        pattern(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+    )]
     pub time_zone: Option<String>,
     /// Pause scheduled runs; manual runs still work.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -35,8 +65,12 @@ pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiesce: Option<Quiesce>,
     /// What to capture, in capture order.
+    #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub components: Vec<Component>,
     /// Where to store each snapshot; all are written in the same run.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub destinations: Vec<Destination>,
     /// Scheduled restore tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +111,7 @@ pub struct Quiesce {
     pub stop_containers: bool,
     /// Kubernetes: workloads scaled to zero during capture and restored afterwards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub scale_down: Vec<WorkloadRef>,
     /// Give up waiting for the application to stop after this long (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,8 +123,10 @@ pub struct Quiesce {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadRef {
     /// `Deployment` or `StatefulSet`.
+    #[schemars(extend("enum" = ["Deployment", "StatefulSet"]))]
     pub kind: String,
     /// Name of the workload.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -107,8 +144,13 @@ pub struct VerifySchedule {
 /// One thing to capture. Exactly one source kind is set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.postgresGlobals), has(self.postgres), has(self.mysql), has(self.sqlite), has(self.files)].filter(x, x).size() == 1",
+    "message": "set exactly one of postgresGlobals, postgres, mysql, sqlite, files"
+}]))]
 pub struct Component {
     /// Name, unique in the policy ([a-z0-9-]); becomes the artifact's file name.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"))]
     pub name: String,
     /// Roles and tablespaces of a PostgreSQL server (`pg_dumpall --globals-only`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,8 +427,13 @@ pub struct FilesSource {
 /// Where snapshots are stored. Exactly one of `path`, `claimName` or `s3` is set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.path), has(self.claimName), has(self.s3)].filter(x, x).size() == 1",
+    "message": "set exactly one of claimName, s3 (or path in compose)"
+}]))]
 pub struct Destination {
     /// Name, unique in the policy ([a-z0-9-]).
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"))]
     pub name: String,
     /// A directory (NAS mount, USB disk) (compose).
     #[serde(default, skip_serializing_if = "Option::is_none")]

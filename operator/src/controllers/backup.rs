@@ -1,0 +1,826 @@
+//! The BackupPolicy controller. Each reconcile is a pipeline of small steps:
+//!
+//! 1. observe the policy's Jobs (from the shared Job cache);
+//! 2. bring back workloads of a finished, failed or vanished run;
+//! 3. read the result of finished runs from their pods;
+//! 4. validate the spec and check that its Secrets and claims exist;
+//! 5. decide what is due ([`crate::scheduling`]) and start it when no other Job of the
+//!    policy runs (cold backups: create the Job suspended, record and scale the workloads
+//!    to zero, release the Job once their pods are gone);
+//! 6. compute the status ([`crate::status`]), apply it when it changed, emit Events for
+//!    transitions and finished runs;
+//! 7. requeue at the next scheduled time, the RPO deadline or the next quiesce check.
+//!
+//! No state lives in memory that matters after a restart: the Jobs (named per scheduled
+//! time, annotated with their trigger and the workloads they scaled) and the workloads'
+//! annotations are the record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_api::crd::{
+    condition, condition_status, BackupPolicy, BackupPolicyStatus, RunRecord, Timestamp,
+};
+use arca_api::WorkloadRef;
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::error_boundary::InvalidObject;
+use kube::core::{ApiResource, DeserializeGuard, DynamicObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{
+    apply_config_map, is_active, is_recorded, job_workloads, object_reference, owned_by, place,
+    quiesce, requeue_at, Context, Quiesce, DEFAULT_QUIESCE_TIMEOUT, QUIESCE_POLL,
+    RECORDED_ANNOTATION,
+};
+use crate::constants::{annotations, events, reasons, triggers, FIELD_MANAGER};
+use crate::error::{is_already_exists, Error, Result};
+use crate::jobs::{self, JobParts};
+use crate::outcome::{job_state, outcome, to_chrono, JobOutcome, JobState};
+use crate::render::{render, Mode};
+use crate::scaling::{owner_tag, ScaleDown, Scaler};
+use crate::scheduling::{plan, Due, ScheduleInput, DEFAULT_STARTING_DEADLINE};
+use crate::status::{
+    self, backup_status, transitions, BackupStatusInput, RESULT_FAILED, RESULT_SUCCEEDED,
+};
+use crate::validation::{join, validate_policy};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "backuppolicy";
+/// Kind of the owner, in `arca.dev/quiesced-by`.
+const KIND: &str = "BackupPolicy";
+/// How often to look again while another Job of the policy (a restore) runs.
+const BLOCKED_POLL: Duration = Duration::from_secs(30);
+/// Safety net while a Job runs (its changes trigger reconciles anyway).
+const ACTIVE_POLL: Duration = Duration::from_secs(600);
+
+/// Reconcile one BackupPolicy.
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<BackupPolicy>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    ctx.metrics.reconciled(CONTROLLER);
+    let meta = obj.meta();
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = meta.name.clone().ok_or(Error::MissingObjectKey("name"))?;
+    let span = tracing::info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, name = %name);
+    let _guard = span.enter();
+    let result = match &obj.0 {
+        Err(invalid) => report_unreadable(&ctx, &namespace, &name, invalid).await,
+        Ok(policy) => {
+            Reconciler {
+                ctx: &ctx,
+                policy,
+                namespace: &namespace,
+                name: &name,
+            }
+            .run()
+            .await
+        }
+    };
+    if result.is_ok() {
+        ctx.reset_backoff(&format!("{namespace}/{name}"));
+    }
+    result
+}
+
+/// Decide the retry after a failed reconcile: transient errors back off, permanent ones
+/// wait for the policy to change.
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<BackupPolicy>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.reconcile_error(CONTROLLER, err.metric_label());
+    let key = format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    );
+    if err.is_transient() {
+        let wait = ctx.backoff(&key);
+        tracing::warn!(policy = %key, error = %err, retry_in = ?wait, "reconcile failed");
+        Action::requeue(wait)
+    } else {
+        tracing::info!(policy = %key, error = %err, "waiting for the policy to change");
+        Action::await_change()
+    }
+}
+
+/// A policy that cannot be deserialized: say so on its status (merge patch, since its
+/// status cannot be read either) and in one Event per generation.
+async fn report_unreadable(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    invalid: &InvalidObject,
+) -> Result<Action> {
+    let uid = invalid.metadata.uid.clone().unwrap_or_default();
+    let generation = invalid.metadata.generation;
+    let message = format!(
+        "the operator cannot read this BackupPolicy: {}; fix the field or upgrade arca-operator to the CRD's version",
+        invalid.error
+    );
+    if ctx.first_unreadable_report(&uid, generation) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            namespace,
+            &ApiResource::erase::<BackupPolicy>(&()),
+        );
+        let now = Timestamp::new(ctx.now());
+        let patch = json!({"status": {
+            "observedGeneration": generation,
+            "state": status::state::INVALID,
+            "conditions": [{
+                "type": condition::READY, "status": condition_status::FALSE,
+                "observedGeneration": generation, "lastTransitionTime": now,
+                "reason": reasons::UNREADABLE, "message": crate::outcome::shorten(&message, crate::constants::MAX_MESSAGE),
+            }],
+        }});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(name, &params, &Patch::Merge(&patch))
+            .await?;
+        ctx.publish(
+            &object_reference::<BackupPolicy>(&invalid.metadata),
+            EventType::Warning,
+            events::INVALID,
+            &message,
+        )
+        .await;
+    }
+    Err(Error::Unreadable {
+        kind: KIND,
+        name: name.to_string(),
+        message: invalid.error.clone(),
+    })
+}
+
+struct Reconciler<'a> {
+    ctx: &'a Context,
+    policy: &'a BackupPolicy,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+/// What happened to a Job this reconcile started.
+struct Started {
+    job: String,
+    suspended: bool,
+}
+
+impl Reconciler<'_> {
+    fn owner(&self) -> String {
+        owner_tag(KIND, self.name)
+    }
+
+    fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        object_reference::<BackupPolicy>(self.policy.meta())
+    }
+
+    async fn run(&self) -> Result<Action> {
+        let ctx = self.ctx;
+        let now = ctx.now();
+        let meta = self.policy.meta();
+        let spec = &self.policy.spec;
+        let uid = meta.uid.clone().ok_or(Error::MissingObjectKey("uid"))?;
+        let generation = meta.generation;
+        let created = meta
+            .creation_timestamp
+            .as_ref()
+            .and_then(to_chrono)
+            .unwrap_or(now);
+        let old: BackupPolicyStatus = ctx
+            .fresh_status(
+                &uid,
+                meta.resource_version.as_deref(),
+                self.policy.status.clone(),
+            )
+            .unwrap_or_default();
+        let first_sight = ctx.first_sight(&uid);
+        let scaler = Scaler::new(ctx.client.clone(), self.namespace);
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
+
+        // 1. Observe.
+        let all = ctx.jobs_of_policy(self.namespace, self.name);
+        let (own, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|j| owned_by(j, &uid));
+        let mut active: Option<Arc<Job>> = own
+            .iter()
+            .filter(|j| is_active(j))
+            .min_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .cloned();
+        let other_active = others.iter().find(|j| is_active(j)).cloned();
+        let mut unrecorded: Vec<Arc<Job>> = own
+            .iter()
+            .filter(|j| !is_active(j) && !is_recorded(j))
+            .filter(|j| {
+                !old.recent_runs
+                    .iter()
+                    .any(|r| Some(&r.job) == j.metadata.name.as_ref())
+            })
+            .cloned()
+            .collect();
+        unrecorded.sort_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        // Finished Jobs already in the status but not yet marked (a crash after the write).
+        let to_mark: Vec<String> = own
+            .iter()
+            .filter(|j| !is_active(j) && !is_recorded(j))
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+
+        let mut new_runs: Vec<RunRecord> = Vec::new();
+
+        // A run the status calls active whose Job is gone (deleted before it reported).
+        if let Some(lost) = &old.active_job {
+            let known = own.iter().any(|j| j.metadata.name.as_ref() == Some(lost));
+            let recorded = old.recent_runs.iter().any(|r| &r.job == lost);
+            if active.is_none() && !known && !recorded {
+                // The cache may lag behind a Job this process just created: ask.
+                if jobs_api.get_opt(lost).await?.is_some() {
+                    return Ok(Action::requeue(QUIESCE_POLL));
+                }
+                new_runs.push(RunRecord {
+                    job: lost.clone(),
+                    trigger: triggers::SCHEDULE.into(),
+                    result: RESULT_FAILED.into(),
+                    completion_time: Some(Timestamp::new(now)),
+                    message: Some(format!(
+                        "job {lost} disappeared before it reported a result (deleted?); the next scheduled run will try again"
+                    )),
+                    ..Default::default()
+                });
+            }
+        }
+
+        // 2. Bring workloads back when no run of ours is in progress.
+        let mut workloads: Vec<WorkloadRef> = spec
+            .quiesce
+            .as_ref()
+            .map(|q| q.scale_down.clone())
+            .unwrap_or_default();
+        for j in &unrecorded {
+            for w in job_workloads(j) {
+                if !workloads.contains(&w) {
+                    workloads.push(w);
+                }
+            }
+        }
+        if active.is_none()
+            && !workloads.is_empty()
+            && (first_sight || !unrecorded.is_empty() || old.active_job.is_some())
+        {
+            let restored = scaler
+                .scale_up(&workloads, &self.owner(), |_| false)
+                .await?;
+            if !restored.is_empty() {
+                tracing::info!(workloads = ?restored, "scaled workloads back");
+                ctx.publish(
+                    &self.reference(),
+                    EventType::Normal,
+                    events::SCALED_UP,
+                    &format!("scaled back {}", restored.join(", ")),
+                )
+                .await;
+            }
+        }
+
+        // 3. Results of finished runs.
+        for j in &unrecorded {
+            let job_name = j.name_any();
+            let pod = ctx.job_pod(self.namespace, &job_name).await?;
+            let out = outcome(j, pod.as_ref());
+            new_runs.push(run_record(j, &out));
+        }
+
+        // 4. Validate.
+        let valid = validate_policy(self.name, spec).and_then(|v| {
+            jobs::run_as(&ctx.settings, meta.annotations.as_ref())
+                .map(|r| (v, r))
+                .map_err(|e| vec![e])
+        });
+        let (valid, run_as) = match valid {
+            Ok(v) => v,
+            Err(problems) => {
+                let message = join(&problems);
+                self.finish(
+                    &uid,
+                    &old,
+                    BackupStatusInput {
+                        old: &old,
+                        generation,
+                        now,
+                        created,
+                        ready: Err((reasons::INVALID_SPEC, message.clone())),
+                        suspended: spec.suspend,
+                        active_job: active.as_ref().map(|j| j.name_any()),
+                        new_runs,
+                        last_schedule_time: None,
+                        next_schedule_time: None,
+                        last_manual_trigger: None,
+                        rpo: spec.rpo,
+                    },
+                    &to_mark,
+                )
+                .await?;
+                return Err(Error::InvalidSpec(message));
+            }
+        };
+
+        // 5. Decide.
+        let last_schedule_time = own
+            .iter()
+            .filter_map(|j| j.annotations().get(annotations::SCHEDULED_TIME))
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .chain(old.last_schedule_time.map(|t| t.0))
+            .max();
+        let manual_value = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::BACKUP_NOW))
+            .cloned();
+        let manual_in_jobs = manual_value.as_ref().filter(|v| {
+            own.iter()
+                .any(|j| j.annotations().get(annotations::MANUAL_TRIGGER) == Some(*v))
+        });
+        let manual_handled = manual_in_jobs
+            .cloned()
+            .or_else(|| old.last_manual_trigger.clone());
+        let schedule_plan = plan(&ScheduleInput {
+            now,
+            schedule: valid.schedule.as_ref(),
+            suspend: spec.suspend,
+            starting_deadline: spec
+                .starting_deadline
+                .map(|d| d.to_chrono())
+                .unwrap_or(DEFAULT_STARTING_DEADLINE),
+            last_schedule_time,
+            created,
+            manual_value: manual_value.as_deref(),
+            manual_handled: manual_handled.as_deref(),
+        });
+        if let Some(skipped) = schedule_plan.skipped {
+            tracing::info!(scheduled = %Timestamp::new(skipped), "missed a scheduled run by more than the starting deadline; skipped");
+        }
+        let blocked = active.is_some() || other_active.is_some();
+        let start = schedule_plan.due.clone().filter(|_| !blocked);
+        if let (Some(_), Some(other)) = (&schedule_plan.due, &other_active) {
+            tracing::info!(job = %other.name_any(), "a backup is due but another job of the policy runs; waiting");
+        }
+
+        let ready_before = status::find(&old.conditions, condition::READY)
+            .is_some_and(|c| c.status == condition_status::TRUE);
+        let rendered = render(spec, &Mode::Backup);
+        let mut claims = Vec::new();
+        if start.is_some() || !ready_before || old.observed_generation != generation {
+            match ctx
+                .check_references(self.namespace, spec, &rendered)
+                .await?
+            {
+                Ok(found) => claims = found,
+                Err(message) => {
+                    return self
+                        .fail_ready(
+                            &uid,
+                            &old,
+                            generation,
+                            now,
+                            created,
+                            active.as_ref(),
+                            new_runs,
+                            &to_mark,
+                            reasons::MISSING_REFERENCE,
+                            message.clone(),
+                            Error::MissingReference(message),
+                        )
+                        .await;
+                }
+            }
+        }
+
+        // Start a due run.
+        let mut last_manual_trigger = manual_handled;
+        let mut new_schedule_time = last_schedule_time;
+        let mut started_job = None;
+        if let Some(due) = &start {
+            let scale_down = spec
+                .quiesce
+                .as_ref()
+                .map(|q| q.scale_down.clone())
+                .unwrap_or_default();
+            match self
+                .start(due, &rendered, &claims, &scale_down, run_as)
+                .await?
+            {
+                Ok(started) => {
+                    if due.manual.is_some() {
+                        last_manual_trigger = due.manual.clone();
+                    }
+                    if due.scheduled.is_some() {
+                        new_schedule_time = due.scheduled;
+                    }
+                    started_job = Some(started);
+                }
+                Err(message) => {
+                    return self
+                        .fail_ready(
+                            &uid,
+                            &old,
+                            generation,
+                            now,
+                            created,
+                            active.as_ref(),
+                            new_runs,
+                            &to_mark,
+                            reasons::UNSCHEDULABLE,
+                            message.clone(),
+                            Error::Unschedulable(message),
+                        )
+                        .await;
+                }
+            }
+        }
+
+        // Cold backups in progress: release the Job once the workloads stopped.
+        let mut quiescing = started_job.as_ref().is_some_and(|s| s.suspended);
+        if let Some(job) = active.clone() {
+            if job_state(&job) == JobState::Suspended {
+                let timeout = spec
+                    .quiesce
+                    .as_ref()
+                    .and_then(|q| q.timeout)
+                    .map(|t| t.to_chrono())
+                    .unwrap_or(DEFAULT_QUIESCE_TIMEOUT);
+                match quiesce(ctx, self.namespace, &self.owner(), &job, timeout, now).await? {
+                    Quiesce::Waiting => quiescing = true,
+                    Quiesce::Released => {}
+                    Quiesce::TimedOut(message) => {
+                        let list = job_workloads(&job);
+                        let params = DeleteParams::background();
+                        if let Err(e) = jobs_api.delete(&job.name_any(), &params).await {
+                            if !crate::error::is_not_found(&e) {
+                                return Err(Error::Kube(e));
+                            }
+                        }
+                        scaler.scale_up(&list, &self.owner(), |_| false).await?;
+                        let mut record = run_record(
+                            &job,
+                            &JobOutcome {
+                                succeeded: false,
+                                message,
+                                finished: Some(now),
+                                ..Default::default()
+                            },
+                        );
+                        record.start_time = job
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .and_then(to_chrono)
+                            .map(Timestamp::new);
+                        new_runs.push(record);
+                        active = None;
+                    }
+                }
+            }
+        }
+
+        // 6. Status, Events, metrics.
+        let active_job = started_job
+            .as_ref()
+            .map(|s| s.job.clone())
+            .or_else(|| active.as_ref().map(|j| j.name_any()));
+        let new_status = self
+            .finish(
+                &uid,
+                &old,
+                BackupStatusInput {
+                    old: &old,
+                    generation,
+                    now,
+                    created,
+                    ready: Ok(()),
+                    suspended: spec.suspend,
+                    active_job: active_job.clone(),
+                    new_runs,
+                    last_schedule_time: new_schedule_time,
+                    next_schedule_time: schedule_plan.next,
+                    last_manual_trigger,
+                    rpo: spec.rpo,
+                },
+                &to_mark,
+            )
+            .await?;
+        if let Some(s) = &started_job {
+            ctx.publish(
+                &self.reference(),
+                EventType::Normal,
+                events::BACKUP_STARTED,
+                &format!(
+                    "started job {}{}",
+                    s.job,
+                    if s.suspended {
+                        " (scaling workloads down first)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .await;
+        }
+
+        // 7. Requeue.
+        let rpo_at = status::rpo_deadline(
+            spec.rpo,
+            new_status.last_success_time.map(|t| t.0),
+            created,
+            now,
+        );
+        let soon = |d: Duration| Some(now + TimeDelta::from_std(d).unwrap_or(TimeDelta::zero()));
+        Ok(requeue_at(
+            now,
+            [
+                schedule_plan.next,
+                rpo_at,
+                quiescing.then(|| soon(QUIESCE_POLL)).flatten(),
+                (active_job.is_some() && !quiescing)
+                    .then(|| soon(ACTIVE_POLL))
+                    .flatten(),
+                (schedule_plan.due.is_some() && other_active.is_some())
+                    .then(|| soon(BLOCKED_POLL))
+                    .flatten(),
+            ],
+            Duration::from_millis(100),
+        ))
+    }
+
+    /// Ready=False for a problem found outside the spec (missing reference, placement):
+    /// write it and return `err` (retried with backoff).
+    #[allow(clippy::too_many_arguments)]
+    async fn fail_ready(
+        &self,
+        uid: &str,
+        old: &BackupPolicyStatus,
+        generation: Option<i64>,
+        now: DateTime<Utc>,
+        created: DateTime<Utc>,
+        active: Option<&Arc<Job>>,
+        new_runs: Vec<RunRecord>,
+        to_mark: &[String],
+        reason: &'static str,
+        message: String,
+        err: Error,
+    ) -> Result<Action> {
+        let spec = &self.policy.spec;
+        self.finish(
+            uid,
+            old,
+            BackupStatusInput {
+                old,
+                generation,
+                now,
+                created,
+                ready: Err((reason, message)),
+                suspended: spec.suspend,
+                active_job: active.map(|j| j.name_any()),
+                new_runs,
+                last_schedule_time: None,
+                next_schedule_time: None,
+                last_manual_trigger: None,
+                rpo: spec.rpo,
+            },
+            to_mark,
+        )
+        .await?;
+        Err(err)
+    }
+
+    /// Compute and write the status (when it changed), then mark recorded Jobs, update
+    /// metrics and publish Events for transitions and finished runs.
+    async fn finish(
+        &self,
+        uid: &str,
+        old: &BackupPolicyStatus,
+        input: BackupStatusInput<'_>,
+        to_mark: &[String],
+    ) -> Result<BackupPolicyStatus> {
+        let ctx = self.ctx;
+        let new_runs = input.new_runs.clone();
+        let new = backup_status(&input);
+        if &new != old {
+            let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), self.namespace);
+            let patch = json!({
+                "apiVersion": BackupPolicy::api_version(&()),
+                "kind": BackupPolicy::kind(&()),
+                "status": new,
+            });
+            let written = api
+                .patch_status(
+                    self.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await?;
+            ctx.remember_status(
+                uid,
+                written.meta().resource_version.as_deref(),
+                serde_json::to_value(&new).unwrap_or_default(),
+            );
+        }
+
+        // The status holds the results now: mark their Jobs so no later reconcile reads
+        // them again (the status history is bounded; the Jobs live until their TTL).
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
+        let mut marks: Vec<&str> = to_mark.iter().map(String::as_str).collect();
+        for r in &new_runs {
+            if !marks.contains(&r.job.as_str()) && self.job_exists(&r.job) {
+                marks.push(&r.job);
+            }
+        }
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        for job in marks {
+            let patch = json!({"metadata": {"annotations": {RECORDED_ANNOTATION: "true"}}});
+            if let Err(e) = jobs_api.patch(job, &params, &Patch::Merge(&patch)).await {
+                if !crate::error::is_not_found(&e) {
+                    return Err(Error::Kube(e));
+                }
+            }
+        }
+
+        ctx.metrics.policy_status(self.namespace, self.name, &new);
+        let reference = self.reference();
+        for r in &new_runs {
+            if !ctx.first_count(&format!("{}/{}", self.namespace, r.job)) {
+                continue;
+            }
+            let ok = r.result == RESULT_SUCCEEDED;
+            ctx.metrics.backup_run(
+                self.namespace,
+                self.name,
+                ok,
+                r.duration_seconds.map(|d| d as f64),
+                r.bytes.and_then(|b| u64::try_from(b).ok()),
+            );
+            let note = format!("{}: {}", r.job, r.message.as_deref().unwrap_or_default());
+            if ok {
+                tracing::info!(job = %r.job, snapshot = ?r.snapshot, "backup succeeded");
+                ctx.publish(
+                    &reference,
+                    EventType::Normal,
+                    events::BACKUP_SUCCEEDED,
+                    &note,
+                )
+                .await;
+            } else {
+                tracing::warn!(job = %r.job, message = ?r.message, "backup failed");
+                ctx.publish(&reference, EventType::Warning, events::BACKUP_FAILED, &note)
+                    .await;
+            }
+        }
+        for t in transitions(&old.conditions, &new.conditions) {
+            let (type_, reason) = match (t.type_.as_str(), t.status.as_str()) {
+                (condition::READY, condition_status::FALSE) => {
+                    (EventType::Warning, events::INVALID)
+                }
+                (condition::READY, condition_status::TRUE) => (EventType::Normal, events::READY),
+                (condition::WITHIN_RPO, condition_status::FALSE) => {
+                    (EventType::Warning, events::RPO_BREACHED)
+                }
+                (condition::WITHIN_RPO, condition_status::TRUE) => {
+                    (EventType::Normal, events::RPO_RESTORED)
+                }
+                _ => continue,
+            };
+            ctx.publish(&reference, type_, reason, &t.message).await;
+        }
+        Ok(new)
+    }
+
+    fn job_exists(&self, job: &str) -> bool {
+        self.ctx.jobs.state().iter().any(|j| {
+            j.metadata.namespace.as_deref() == Some(self.namespace)
+                && j.metadata.name.as_deref() == Some(job)
+        })
+    }
+
+    /// Create the Job for `due` (suspended when workloads must stop first), after its
+    /// ConfigMap; scale the workloads down. `Err(message)`: the Job cannot be placed.
+    async fn start(
+        &self,
+        due: &Due,
+        rendered: &crate::render::Rendered,
+        claims: &[PersistentVolumeClaim],
+        scale_down: &[WorkloadRef],
+        run_as: jobs::RunAs,
+    ) -> Result<std::result::Result<Started, String>> {
+        let ctx = self.ctx;
+        let scaler = Scaler::new(ctx.client.clone(), self.namespace);
+
+        let placed = match place(ctx, self.namespace, claims, scale_down).await? {
+            Ok(p) => p,
+            Err(message) => return Ok(Err(message)),
+        };
+        apply_config_map(ctx, self.policy).await?;
+
+        let suspend = !scale_down.is_empty();
+        let job = jobs::backup_job(
+            self.policy,
+            due,
+            &JobParts {
+                rendered,
+                settings: &ctx.settings,
+                run_as,
+                placement: &placed,
+                suspend,
+                scale_down,
+            },
+        )?;
+        let job_name = job.name_any();
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
+        match jobs_api.create(&PostParams::default(), &job).await {
+            Ok(_) => {}
+            // Created by an earlier attempt of this very run (names are per scheduled time).
+            Err(e) if is_already_exists(&e) => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+        tracing::info!(job = %job_name, node = ?placed.node, suspended = suspend, "backup job created");
+
+        if suspend {
+            if let ScaleDown::Done { scaled } = scaler
+                .scale_down(scale_down, &self.owner(), &job_name)
+                .await?
+            {
+                if !scaled.is_empty() {
+                    ctx.publish(
+                        &self.reference(),
+                        EventType::Normal,
+                        events::SCALED_DOWN,
+                        &format!("scaled {} to zero for job {job_name}", scaled.join(", ")),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(Ok(Started {
+            job: job_name,
+            suspended: suspend,
+        }))
+    }
+}
+
+/// The status record of a finished Job.
+fn run_record(job: &Job, out: &JobOutcome) -> RunRecord {
+    let a = job.annotations();
+    let trigger = a
+        .get(annotations::TRIGGER)
+        .cloned()
+        .unwrap_or_else(|| triggers::SCHEDULE.to_string());
+    let scheduled_time = a
+        .get(annotations::SCHEDULED_TIME)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| Timestamp::new(t.with_timezone(&Utc)));
+    let duration_seconds = match (out.started, out.finished) {
+        (Some(s), Some(f)) if f >= s => Some(f.signed_duration_since(s).num_seconds()),
+        _ => None,
+    };
+    let result = out.result.as_ref();
+    RunRecord {
+        job: job.name_any(),
+        trigger,
+        result: if out.succeeded {
+            RESULT_SUCCEEDED
+        } else {
+            RESULT_FAILED
+        }
+        .into(),
+        scheduled_time,
+        start_time: out.started.map(Timestamp::new),
+        completion_time: out.finished.map(Timestamp::new),
+        duration_seconds,
+        snapshot: result.and_then(|r| r.snapshot.clone()),
+        bytes: result
+            .and_then(|r| i64::try_from(r.bytes).ok())
+            .filter(|b| *b > 0),
+        plain_bytes: result
+            .and_then(|r| i64::try_from(r.plain_bytes).ok())
+            .filter(|b| *b > 0),
+        message: Some(out.message.clone()).filter(|m| !m.is_empty()),
+    }
+}
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;
