@@ -29,6 +29,8 @@ install_missing() {
   # Map each needed command to the Debian package that ships it; install only the missing ones.
   local -A pkg=([psql]=postgresql [mariadbd]=mariadb-server [mariadb]=mariadb-client
     [sqlite3]=sqlite3 [age]=age [zstd]=zstd [curl]=curl)
+  # Compose e2e (e2e/compose/run.sh): debootstrap builds the base image, jq reads /api/status.
+  pkg[debootstrap]=debootstrap pkg[jq]=jq
   local missing=() cmd
   for cmd in "${!pkg[@]}"; do
     command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] || missing+=("${pkg[$cmd]}")

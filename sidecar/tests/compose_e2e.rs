@@ -8,6 +8,9 @@
 //!
 //! Needs a running Docker engine with docker-compose, and root the first time (debootstrap).
 //! Without Docker this test fails with a clear message; it never skips.
+//!
+//! A second test checks the examples/ directory with `e2e/compose/check-examples.sh`:
+//! every arca.yaml through this build's `arca check`, every compose file through compose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -49,6 +52,8 @@ fn compose_daemon_cold_backup_then_restore_into_fresh_volumes() {
         .arg(r#"exec "$0" 2>&1"#)
         .arg(&script)
         .env("ARCA_BIN", &bin)
+        // Its own tag, so a developer's `arca:dev` (images/build.sh) is left alone.
+        .env("ARCA_IMAGE", "arca:e2e-test")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -69,5 +74,27 @@ fn compose_daemon_cold_backup_then_restore_into_fresh_volumes() {
     assert!(
         last.starts_with("compose e2e: ok"),
         "e2e/compose/run.sh exited 0 without its ok line; last line: {last}"
+    );
+}
+
+#[test]
+fn examples_are_valid_arca_configs_and_compose_files() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let script = repo.join("e2e/compose/check-examples.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("ARCA_BIN", env!("CARGO_BIN_EXE_arca"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "e2e/compose/check-examples.sh failed: {}",
+        stderr.lines().last().unwrap_or("(no output)")
     );
 }

@@ -436,14 +436,18 @@ async fn rpo_loop(app: Arc<App>) {
         tokio::time::sleep(RPO_CHECK).await;
         let now = Utc::now();
         for slot in &app.slots {
-            let (within, run) = {
+            let (within, run, none_yet) = {
                 let mut st = slot.status.lock().await;
                 st.refresh_rpo(now);
-                (st.within_rpo, st.last_run.clone())
+                (st.within_rpo, st.last_run.clone(), st.last_success.is_none())
             };
             if within == Some(false) {
                 if breached.insert(slot.name.clone()) {
-                    warn!(policy = %slot.name, "the newest good snapshot is older than the RPO");
+                    if none_yet {
+                        warn!(policy = %slot.name, "no good snapshot yet: the RPO is not met");
+                    } else {
+                        warn!(policy = %slot.name, "the newest good snapshot is older than the RPO");
+                    }
                     notify(&app, &slot.name, "rpoBreach", &run.unwrap_or_default()).await;
                 }
             } else {
