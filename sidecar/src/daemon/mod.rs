@@ -439,7 +439,11 @@ async fn rpo_loop(app: Arc<App>) {
             let (within, run, none_yet) = {
                 let mut st = slot.status.lock().await;
                 st.refresh_rpo(now);
-                (st.within_rpo, st.last_run.clone(), st.last_success.is_none())
+                (
+                    st.within_rpo,
+                    st.last_run.clone(),
+                    st.last_success.is_none(),
+                )
             };
             if within == Some(false) {
                 if breached.insert(slot.name.clone()) {
