@@ -108,7 +108,7 @@ pub struct Config {
     pub log_filter: String,
 
     /// Reconciles run at the same time (per kind).
-    #[arg(long, env = "ARCA_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "ARCA_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
 }
 

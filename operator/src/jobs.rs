@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use arca_api::config::{ConfigFile, NamedPolicy};
 use arca_api::crd::{BackupPolicy, RestoreRequest, RestoreRequestSpec, Timestamp};
 use arca_api::{PolicySpec, WorkloadRef};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource,
@@ -117,14 +118,19 @@ pub fn label_value(name: &str) -> String {
 }
 
 /// The Job name of a backup run: `<policy>-<YYYYMMDDHHMM>` for scheduled runs (one Job per
-/// scheduled time, so a retry never starts a second run), `<policy>-now-<hash>` for a
-/// manual run.
-pub fn backup_job_name(policy: &str, due: &Due) -> String {
-    let base = fit_name(policy, 48);
+/// scheduled time, so a retry never starts a second run), `<policy>-now-<YYYYMMDDHHMM>-<hash
+/// of the trigger value>` for a manual run started at `now` (a value used again later gets
+/// a new Job).
+pub fn backup_job_name(policy: &str, due: &Due, now: DateTime<Utc>) -> String {
     match (&due.scheduled, &due.manual) {
-        (Some(t), _) => format!("{base}-{}", t.format("%Y%m%d%H%M")),
-        (None, Some(value)) => format!("{base}-now-{:08x}", fnv1a(value) & 0xffff_ffff),
-        (None, None) => format!("{base}-run"),
+        (Some(t), _) => format!("{}-{}", fit_name(policy, 50), t.format("%Y%m%d%H%M")),
+        (None, Some(value)) => format!(
+            "{}-now-{}-{:08x}",
+            fit_name(policy, 37),
+            now.format("%Y%m%d%H%M"),
+            fnv1a(value) & 0xffff_ffff
+        ),
+        (None, None) => format!("{}-{}", fit_name(policy, 50), now.format("%Y%m%d%H%M")),
     }
 }
 
@@ -236,14 +242,19 @@ pub fn parse_workloads(text: &str) -> Vec<WorkloadRef> {
         .collect()
 }
 
-/// The backup Job of `policy` for `due`.
-pub fn backup_job(policy: &BackupPolicy, due: &Due, parts: &JobParts<'_>) -> Result<Job> {
+/// The backup Job of `policy` for `due`, started at `now`.
+pub fn backup_job(
+    policy: &BackupPolicy,
+    due: &Due,
+    now: DateTime<Utc>,
+    parts: &JobParts<'_>,
+) -> Result<Job> {
     let name = policy
         .meta()
         .name
         .clone()
         .ok_or(Error::MissingObjectKey("name"))?;
-    let job_name = backup_job_name(&name, due);
+    let job_name = backup_job_name(&name, due, now);
     let mut annotations = BTreeMap::new();
     match (&due.scheduled, &due.manual) {
         (_, Some(v)) => {
@@ -590,7 +601,13 @@ mod tests {
             suspend,
             scale_down: &scale,
         };
-        backup_job(&policy, &scheduled(), &parts).unwrap()
+        backup_job(&policy, &scheduled(), now(), &parts).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 30)
+            .single()
+            .unwrap()
     }
 
     fn pod(job: &Job) -> &PodSpec {
@@ -742,7 +759,7 @@ mod tests {
             suspend: false,
             scale_down: &[],
         };
-        let job = backup_job(&policy, &scheduled(), &parts).unwrap();
+        let job = backup_job(&policy, &scheduled(), now(), &parts).unwrap();
         let c = container(&job);
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
         assert_eq!(
@@ -805,17 +822,16 @@ mod tests {
             scheduled: None,
             manual: Some("2026-11-23T10:00".into()),
         };
-        let job = backup_job(&policy, &due, &parts).unwrap();
+        let job = backup_job(&policy, &due, now(), &parts).unwrap();
         let a = job.metadata.annotations.as_ref().unwrap();
         assert_eq!(a["arca.dev/trigger"], "manual");
         assert_eq!(a["arca.dev/manual-trigger"], "2026-11-23T10:00");
         assert!(!a.contains_key("arca.dev/scheduled-time"));
-        assert!(job
-            .metadata
-            .name
-            .as_ref()
-            .unwrap()
-            .starts_with("orthanc-now-"));
+        let name = job.metadata.name.as_ref().unwrap();
+        assert!(name.starts_with("orthanc-now-202611231000-"), "{name}");
+        // The same value an hour later is another run with another Job.
+        let later = backup_job_name("orthanc", &due, now() + chrono::TimeDelta::hours(1));
+        assert_ne!(&later, name);
     }
 
     #[test]
@@ -878,11 +894,17 @@ mod tests {
     #[test]
     fn names_fit_kubernetes_limits() {
         let long = "a".repeat(63);
-        let name = backup_job_name(&long, &scheduled());
+        let name = backup_job_name(&long, &scheduled(), now());
+        assert!(name.len() <= 63, "{name}");
+        let manual = Due {
+            scheduled: None,
+            manual: Some("x".repeat(100)),
+        };
+        let name = backup_job_name(&long, &manual, now());
         assert!(name.len() <= 63, "{name}");
         assert_ne!(
-            backup_job_name(&format!("{long}x"), &scheduled()),
-            backup_job_name(&format!("{long}y"), &scheduled())
+            backup_job_name(&format!("{long}x"), &scheduled(), now()),
+            backup_job_name(&format!("{long}y"), &scheduled(), now())
         );
         let r = restore_job_name(&"r".repeat(253));
         assert!(r.len() <= 63 && r.ends_with("-restore"), "{r}");

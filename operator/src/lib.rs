@@ -25,6 +25,8 @@ pub mod status;
 pub mod validation;
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod testdata;

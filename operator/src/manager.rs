@@ -398,6 +398,110 @@ mod tests {
         assert_ne!(policy_trigger(&DeserializeGuard(Ok(p))), annotated);
     }
 
+    /// The wiring end to end against a lenient fake API server: lists are answered, watches
+    /// stay quiet, and the one (invalid) policy listed gets reconciled — its status is
+    /// patched — before a stop signal shuts everything down.
+    #[tokio::test]
+    async fn a_scope_syncs_reconciles_and_stops() {
+        use ::http::{Method, Request, Response};
+        use kube::client::Body;
+        use serde_json::json;
+        use std::time::Duration;
+
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let mut spec = testdata::simple_spec();
+        spec.schedule = Some("nope".into());
+        let policy = serde_json::to_value(testdata::policy("p", spec)).unwrap();
+        let (patched_tx, patched_rx) = tokio::sync::oneshot::channel::<serde_json::Value>();
+        tokio::spawn(async move {
+            let mut patched_tx = Some(patched_tx);
+            while let Some((request, send)) = handle.next_request().await {
+                let path = request.uri().path().to_string();
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let method = request.method().clone();
+                let body = request.into_body().collect_bytes().await.unwrap();
+                let reply = |code: u16, v: serde_json::Value| {
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&v).unwrap()))
+                        .unwrap()
+                };
+                if query.contains("watch=true") {
+                    // Hold watches open a while, then end them quietly.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        send.send_response(reply(200, json!({})));
+                    });
+                    continue;
+                }
+                let response = match (method, path.as_str()) {
+                    (Method::GET, "/apis/arca.dev/v1alpha1/backuppolicies") => reply(
+                        200,
+                        json!({"apiVersion": "arca.dev/v1alpha1", "kind": "BackupPolicyList",
+                               "metadata": {"resourceVersion": "100"}, "items": [policy.clone()]}),
+                    ),
+                    (Method::GET, "/apis/arca.dev/v1alpha1/restorerequests") => reply(
+                        200,
+                        json!({"apiVersion": "arca.dev/v1alpha1", "kind": "RestoreRequestList",
+                               "metadata": {"resourceVersion": "100"}, "items": []}),
+                    ),
+                    (Method::GET, "/apis/batch/v1/jobs") => {
+                        assert!(query.contains("managed-by"), "{query}");
+                        reply(
+                            200,
+                            json!({"apiVersion": "batch/v1", "kind": "JobList",
+                                   "metadata": {"resourceVersion": "100"}, "items": []}),
+                        )
+                    }
+                    (
+                        Method::PATCH,
+                        "/apis/arca.dev/v1alpha1/namespaces/clinic/backuppolicies/p/status",
+                    ) => {
+                        let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        if let Some(tx) = patched_tx.take() {
+                            let _ = tx.send(patch);
+                        }
+                        reply(200, policy.clone())
+                    }
+                    (Method::POST, "/apis/events.k8s.io/v1/namespaces/clinic/events") => {
+                        reply(201, serde_json::from_slice(&body).unwrap())
+                    }
+                    (m, p) => panic!("unexpected {m} {p}?{query}"),
+                };
+                send.send_response(response);
+            }
+        });
+
+        let shared = Shared {
+            client,
+            settings: JobSettings::default(),
+            metrics: Metrics::default(),
+            identity: "test".into(),
+            concurrency: 2,
+            clock: Arc::new(chrono::Utc::now),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let scope = tokio::spawn(run_scope(shared, None, stop_rx, move || {
+            let _ = ready_tx.send(());
+        }));
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("caches synced")
+            .unwrap();
+        let patch = tokio::time::timeout(Duration::from_secs(10), patched_rx)
+            .await
+            .expect("the listed policy was reconciled")
+            .unwrap();
+        assert_eq!(patch["status"]["state"], "Invalid");
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), scope)
+            .await
+            .expect("stopped on the signal")
+            .unwrap();
+    }
+
     #[test]
     fn cached_jobs_drop_the_pod_template() {
         let mut job: Job = serde_json::from_value(serde_json::json!({

@@ -24,7 +24,6 @@ use arca_api::crd::{
 use arca_api::WorkloadRef;
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject};
@@ -32,11 +31,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{
     apply_config_map, is_active, is_recorded, job_workloads, object_reference, owned_by, place,
-    quiesce, requeue_at, Context, Quiesce, DEFAULT_QUIESCE_TIMEOUT, QUIESCE_POLL,
-    RECORDED_ANNOTATION,
+    quiesce, requeue_at, single_node_claims, Context, Prepared, Quiesce, DEFAULT_QUIESCE_TIMEOUT,
+    PREPARE_AHEAD, QUIESCE_POLL, RECORDED_ANNOTATION,
 };
 use crate::constants::{annotations, events, reasons, triggers, FIELD_MANAGER};
 use crate::error::{is_already_exists, Error, Result};
@@ -72,20 +72,23 @@ pub async fn reconcile(
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let name = meta.name.clone().ok_or(Error::MissingObjectKey("name"))?;
     let span = tracing::info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, name = %name);
-    let _guard = span.enter();
-    let result = match &obj.0 {
-        Err(invalid) => report_unreadable(&ctx, &namespace, &name, invalid).await,
-        Ok(policy) => {
-            Reconciler {
-                ctx: &ctx,
-                policy,
-                namespace: &namespace,
-                name: &name,
+    let result = async {
+        match &obj.0 {
+            Err(invalid) => report_unreadable(&ctx, &namespace, &name, invalid).await,
+            Ok(policy) => {
+                Reconciler {
+                    ctx: &ctx,
+                    policy,
+                    namespace: &namespace,
+                    name: &name,
+                }
+                .run()
+                .await
             }
-            .run()
-            .await
         }
-    };
+    }
+    .instrument(span)
+    .await;
     if result.is_ok() {
         ctx.reset_backoff(&format!("{namespace}/{name}"));
     }
@@ -381,13 +384,34 @@ impl Reconciler<'_> {
         let ready_before = status::find(&old.conditions, condition::READY)
             .is_some_and(|c| c.status == condition_status::TRUE);
         let rendered = render(spec, &Mode::Backup);
-        let mut claims = Vec::new();
-        if start.is_some() || !ready_before || old.observed_generation != generation {
+        // A scheduled run prepared ahead needs no checks at its second; manual runs and
+        // unprepared ones check first.
+        let prepared = start
+            .as_ref()
+            .and_then(|d| d.scheduled)
+            .and_then(|t| ctx.prepared(&uid, Some(t), generation))
+            .filter(|_| start.as_ref().is_some_and(|d| d.manual.is_none()));
+        // Prepare the next scheduled run when it is close.
+        let prepare = start.is_none()
+            && !blocked
+            && schedule_plan
+                .next
+                .is_some_and(|n| n.signed_duration_since(now) <= PREPARE_AHEAD)
+            && ctx.prepared(&uid, schedule_plan.next, generation).is_none();
+        let mut rwo_claims = prepared
+            .as_ref()
+            .map(|p| p.rwo_claims.clone())
+            .unwrap_or_default();
+        let check = (start.is_some() && prepared.is_none())
+            || prepare
+            || !ready_before
+            || old.observed_generation != generation;
+        if check {
             match ctx
                 .check_references(self.namespace, spec, &rendered)
                 .await?
             {
-                Ok(found) => claims = found,
+                Ok(found) => rwo_claims = single_node_claims(&found),
                 Err(message) => {
                     return self
                         .fail_ready(
@@ -408,6 +432,21 @@ impl Reconciler<'_> {
             }
         }
 
+        if prepare {
+            if let Some(next) = schedule_plan.next {
+                apply_config_map(ctx, self.policy).await?;
+                ctx.set_prepared(
+                    &uid,
+                    Prepared {
+                        scheduled: next,
+                        generation,
+                        rwo_claims: rwo_claims.clone(),
+                    },
+                );
+                tracing::debug!(scheduled = %Timestamp::new(next), "next run prepared");
+            }
+        }
+
         // Start a due run.
         let mut last_manual_trigger = manual_handled;
         let mut new_schedule_time = last_schedule_time;
@@ -419,7 +458,14 @@ impl Reconciler<'_> {
                 .map(|q| q.scale_down.clone())
                 .unwrap_or_default();
             match self
-                .start(due, &rendered, &claims, &scale_down, run_as)
+                .start(
+                    due,
+                    &rendered,
+                    &rwo_claims,
+                    prepared.is_none(),
+                    &scale_down,
+                    run_as,
+                )
                 .await?
             {
                 Ok(started) => {
@@ -547,10 +593,17 @@ impl Reconciler<'_> {
             now,
         );
         let soon = |d: Duration| Some(now + TimeDelta::from_std(d).unwrap_or(TimeDelta::zero()));
+        let wake_for_next = schedule_plan.next.map(|next| {
+            if ctx.prepared(&uid, Some(next), generation).is_some() {
+                next
+            } else {
+                (next - PREPARE_AHEAD).max(now)
+            }
+        });
         Ok(requeue_at(
             now,
             [
-                schedule_plan.next,
+                wake_for_next,
                 rpo_at,
                 quiescing.then(|| soon(QUIESCE_POLL)).flatten(),
                 (active_job.is_some() && !quiescing)
@@ -717,28 +770,33 @@ impl Reconciler<'_> {
     }
 
     /// Create the Job for `due` (suspended when workloads must stop first), after its
-    /// ConfigMap; scale the workloads down. `Err(message)`: the Job cannot be placed.
+    /// ConfigMap (unless the run was prepared ahead); scale the workloads down.
+    /// `Err(message)`: the Job cannot be placed.
     async fn start(
         &self,
         due: &Due,
         rendered: &crate::render::Rendered,
-        claims: &[PersistentVolumeClaim],
+        rwo_claims: &[String],
+        apply_config: bool,
         scale_down: &[WorkloadRef],
         run_as: jobs::RunAs,
     ) -> Result<std::result::Result<Started, String>> {
         let ctx = self.ctx;
         let scaler = Scaler::new(ctx.client.clone(), self.namespace);
 
-        let placed = match place(ctx, self.namespace, claims, scale_down).await? {
+        let placed = match place(ctx, self.namespace, rwo_claims, scale_down).await? {
             Ok(p) => p,
             Err(message) => return Ok(Err(message)),
         };
-        apply_config_map(ctx, self.policy).await?;
+        if apply_config {
+            apply_config_map(ctx, self.policy).await?;
+        }
 
         let suspend = !scale_down.is_empty();
         let job = jobs::backup_job(
             self.policy,
             due,
+            self.ctx.now(),
             &JobParts {
                 rendered,
                 settings: &ctx.settings,

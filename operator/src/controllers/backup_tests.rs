@@ -2,7 +2,7 @@
 //! reconciler sends is listed, in order, with checks on what it sends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arca_api::crd::{BackupPolicy, BackupPolicyStatus};
@@ -51,6 +51,43 @@ fn context(client: kube::Client, now: DateTime<Utc>, jobs: Vec<Job>) -> Arc<Cont
         policy_store,
         Arc::new(move || now),
     ))
+}
+
+/// A context whose clock reads `clock`.
+fn context_with_clock(
+    client: kube::Client,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    jobs: Vec<Job>,
+) -> Arc<Context> {
+    let (job_store, mut job_writer) = reflector::store::<Job>();
+    for j in jobs {
+        job_writer.apply_watcher_event(&watcher::Event::Apply(j));
+    }
+    let (policy_store, _policy_writer) = reflector::store::<DeserializeGuard<BackupPolicy>>();
+    Arc::new(Context::new(
+        client,
+        JobSettings {
+            image: "arca:test".into(),
+            ..Default::default()
+        },
+        Metrics::default(),
+        Context::reporter("test"),
+        job_store,
+        policy_store,
+        Arc::new(move || *clock.lock().unwrap()),
+    ))
+}
+
+/// The same process (caches and memory of `previous`) talking to a new fake server.
+fn context_with_store(
+    client: kube::Client,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    previous: Arc<Context>,
+) -> Arc<Context> {
+    let previous = Arc::try_unwrap(previous)
+        .ok()
+        .expect("no other user of the context");
+    Arc::new(previous.with_client(client, Arc::new(move || *clock.lock().unwrap())))
 }
 
 /// The status a previous reconcile would have left (Ready, observed generation 1).
@@ -245,9 +282,9 @@ async fn a_due_schedule_creates_the_job() {
 }
 
 #[tokio::test]
-async fn requeues_at_the_next_scheduled_time() {
+async fn prepares_ahead_then_starts_the_job_on_the_second() {
+    // 01:50: nothing due; wake 10 s before 02:00 (not by polling).
     let (client, fake) = FakeApi::new();
-    let now = t("2026-11-23T01:59:58.500Z");
     let p = policy(testdata::simple_spec(), None);
     let mut calls = reference_checks("ReadWriteMany");
     calls.push(status_patch(&p, |s| {
@@ -256,14 +293,41 @@ async fn requeues_at_the_next_scheduled_time() {
         assert!(s["activeJob"].is_null());
     }));
     let server = fake.run(calls);
-    let ctx = context(client, now, vec![]);
+    let clock = Arc::new(Mutex::new(t("2026-11-23T01:50:00Z")));
+    let ctx = context_with_clock(client, clock.clone(), vec![]);
     let result = run(&ctx, &p).await;
     finish(server).await;
-    // Woken exactly at 02:00:00, not by polling.
-    assert_eq!(
-        result.unwrap(),
-        Action::requeue(Duration::from_millis(1500))
-    );
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(590)));
+
+    // 01:59:50: check the Secret and claim and apply the config now, then sleep until 02:00.
+    let (client, fake) = FakeApi::new();
+    *clock.lock().unwrap() = t("2026-11-23T01:59:50Z");
+    let status = settled(&p, t("2026-11-23T01:50:00Z"), |i| {
+        i.next_schedule_time = Some(t("2026-11-23T02:00:00Z"));
+    });
+    let p = policy(testdata::simple_spec(), Some(status));
+    let mut calls = reference_checks("ReadWriteMany");
+    calls.push(Call::patch(&format!("{NS}/configmaps/arca-p")).echo());
+    let server = fake.run(calls);
+    let ctx = context_with_store(client, clock.clone(), ctx);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(10)));
+
+    // 02:00:00.2: only the Job is created before anything else.
+    let (client, fake) = FakeApi::new();
+    *clock.lock().unwrap() = t("2026-11-23T02:00:00.200Z");
+    let server = fake.run(vec![
+        Call::post(JOBS)
+            .check(|b| assert_eq!(b["metadata"]["name"], "p-202611230200"))
+            .echo(),
+        status_patch(&p, |s| assert_eq!(s["activeJob"], "p-202611230200")),
+        event("BackupStarted", "Normal"),
+    ]);
+    let ctx = context_with_store(client, clock, ctx);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    result.unwrap();
 }
 
 #[tokio::test]
@@ -280,7 +344,8 @@ async fn nothing_is_sent_when_nothing_changed() {
     let ctx = context(client, now, vec![]);
     let result = run(&ctx, &p).await;
     finish(server).await;
-    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(3600)));
+    // Woken 10 s before 02:00 to prepare the run.
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(3590)));
 }
 
 #[tokio::test]

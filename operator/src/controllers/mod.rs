@@ -69,7 +69,24 @@ struct Memory {
     written: HashMap<String, (u64, serde_json::Value)>,
     /// Unreadable objects already reported: uid → generation.
     unreadable: HashMap<String, Option<i64>>,
+    /// Scheduled runs whose references were checked and ConfigMap applied ahead of time.
+    prepared: HashMap<String, Prepared>,
 }
+
+/// A scheduled run prepared ahead of its time (see [`PREPARE_AHEAD`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The scheduled time it was prepared for.
+    pub scheduled: DateTime<Utc>,
+    /// The policy generation it was prepared from.
+    pub generation: Option<i64>,
+    /// The ReadWriteOnce claims the Job mounts (for node pinning at start).
+    pub rwo_claims: Vec<String>,
+}
+
+/// How long before a scheduled time its run is prepared (Secrets and claims checked,
+/// ConfigMap applied), so at the scheduled second only the Job is created.
+pub const PREPARE_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
 const COUNTED_MAX: usize = 8192;
 
@@ -93,6 +110,17 @@ impl Context {
             policies,
             clock,
             memory: Mutex::default(),
+        }
+    }
+
+    /// The same context (caches, memory, metrics) with another client and clock.
+    #[cfg(test)]
+    pub fn with_client(self, client: Client, clock: Clock) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), Self::reporter("test")),
+            client,
+            clock,
+            ..self
         }
     }
 
@@ -180,6 +208,25 @@ impl Context {
             }
             (None, _) => from_store,
         }
+    }
+
+    /// The run prepared ahead for `uid`, if it is for `scheduled` at `generation`.
+    pub fn prepared(
+        &self,
+        uid: &str,
+        scheduled: Option<DateTime<Utc>>,
+        generation: Option<i64>,
+    ) -> Option<Prepared> {
+        let m = self.memory();
+        m.prepared
+            .get(uid)
+            .filter(|p| Some(p.scheduled) == scheduled && p.generation == generation)
+            .cloned()
+    }
+
+    /// Remember that `uid`'s run at `p.scheduled` is prepared.
+    pub fn set_prepared(&self, uid: &str, p: Prepared) {
+        self.memory().prepared.insert(uid.to_string(), p);
     }
 
     /// Remember that an unreadable object was reported at `generation`; true if new.
@@ -393,20 +440,24 @@ pub async fn quiesce(
     Ok(Quiesce::Waiting)
 }
 
-/// Where a Job mounting `claims` must run: on the node of a running pod that mounts one of
-/// its ReadWriteOnce claims (pods of `scale_down` workloads excluded: they will be gone).
-/// `Err(message)` when no single node fits.
-pub async fn place(
-    ctx: &Context,
-    namespace: &str,
-    claims: &[PersistentVolumeClaim],
-    scale_down: &[arca_api::WorkloadRef],
-) -> Result<std::result::Result<Placement, String>> {
-    let rwo: Vec<String> = claims
+/// The names of the single-node (ReadWriteOnce) claims among `claims`.
+pub fn single_node_claims(claims: &[PersistentVolumeClaim]) -> Vec<String> {
+    claims
         .iter()
         .filter(|c| is_single_node(c))
         .filter_map(|c| c.metadata.name.clone())
-        .collect();
+        .collect()
+}
+
+/// Where a Job mounting the ReadWriteOnce claims `rwo` must run: on the node of a running
+/// pod that mounts one of them (pods of `scale_down` workloads excluded: they will be
+/// gone). `Err(message)` when no single node fits.
+pub async fn place(
+    ctx: &Context,
+    namespace: &str,
+    rwo: &[String],
+    scale_down: &[arca_api::WorkloadRef],
+) -> Result<std::result::Result<Placement, String>> {
     if rwo.is_empty() {
         return Ok(Ok(Placement::default()));
     }
@@ -419,7 +470,7 @@ pub async fn place(
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let list = pods.list(&ListParams::default()).await?;
-    Ok(placement(&rwo, &list.items, &stopping))
+    Ok(placement(rwo, &list.items, &stopping))
 }
 
 /// Apply (server-side) the ConfigMap with the policy's rendered config files.

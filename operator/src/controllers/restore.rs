@@ -30,10 +30,11 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{
     apply_config_map, is_active, job_workloads, object_reference, owned_by, place, quiesce,
-    Context, Quiesce, DEFAULT_QUIESCE_TIMEOUT, QUIESCE_POLL,
+    single_node_claims, Context, Quiesce, DEFAULT_QUIESCE_TIMEOUT, QUIESCE_POLL,
 };
 use crate::constants::{events, reasons, FIELD_MANAGER, MAX_MESSAGE};
 use crate::error::{is_already_exists, is_not_found, Error, Result};
@@ -64,20 +65,23 @@ pub async fn reconcile(
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let name = meta.name.clone().ok_or(Error::MissingObjectKey("name"))?;
     let span = tracing::info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, name = %name);
-    let _guard = span.enter();
-    let result = match &obj.0 {
-        Err(invalid) => report_unreadable(&ctx, &namespace, &name, invalid).await,
-        Ok(request) => {
-            Reconciler {
-                ctx: &ctx,
-                request,
-                namespace: &namespace,
-                name: &name,
+    let result = async {
+        match &obj.0 {
+            Err(invalid) => report_unreadable(&ctx, &namespace, &name, invalid).await,
+            Ok(request) => {
+                Reconciler {
+                    ctx: &ctx,
+                    request,
+                    namespace: &namespace,
+                    name: &name,
+                }
+                .run()
+                .await
             }
-            .run()
-            .await
         }
-    };
+    }
+    .instrument(span)
+    .await;
     if result.is_ok() {
         ctx.reset_backoff(&format!("rr/{namespace}/{name}"));
     }
@@ -426,7 +430,8 @@ impl Reconciler<'_> {
             }
         };
         let scale_down = self.scale_list(Some(policy));
-        let placed = match place(ctx, self.namespace, &claims, &scale_down).await? {
+        let rwo = single_node_claims(&claims);
+        let placed = match place(ctx, self.namespace, &rwo, &scale_down).await? {
             Ok(p) => p,
             Err(message) => {
                 return self
