@@ -232,3 +232,60 @@ fn a_cold_backup_without_docker_fails_clearly() {
     let out = run_arca(&["check", "--config", &cfg]);
     assert!(out.status.success());
 }
+
+#[test]
+fn a_killed_daemon_leaves_no_half_written_snapshot_visible() {
+    let ws = Workspace::new();
+    let data = ws.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Enough incompressible data that the backup is still running when the daemon dies.
+    sh(&format!(
+        "head -c 400000000 /dev/urandom > '{}/scan.bin'",
+        data.display()
+    ));
+    let state = ws.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let an_hour_ago = chrono::Utc::now() - chrono::TimeDelta::minutes(61);
+    std::fs::write(
+        state.join("schedule-big.json"),
+        format!("{{\"lastScheduled\":\"{}\"}}", an_hour_ago.to_rfc3339()),
+    )
+    .unwrap();
+    let port = free_port();
+    let dest = ws.path("backup");
+    let cfg = ws.write_config(&format!(
+        "daemon:\n  stateDir: {}\n  listen: 127.0.0.1:{port}\npolicies:\n  - name: big\n    schedule: \"0 * * * *\"\n    components:\n      - {{name: f, files: {{path: {}}}}}\n    destinations:\n      - {{name: d, path: {}}}\n",
+        state.display(),
+        data.display(),
+        dest.display()
+    ));
+    let mut d = Daemon(arca().args(["daemon", "--config", &cfg]).spawn().unwrap());
+    // Wait until the caught-up run is writing, then kill the daemon hard.
+    wait_status(port, "the run to start", |v| {
+        v["policies"][0]["running"] == true
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sh(&format!(
+        "find '{}' -type f 2>/dev/null | wc -l",
+        dest.display()
+    ))
+    .trim()
+        == "0"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.0.kill().unwrap();
+    let _ = d.0.wait();
+    assert!(
+        manifests_in(&dest, "big").is_empty(),
+        "a snapshot without all its artifacts became visible"
+    );
+    let out = run_arca(&["snapshots", "--config", &cfg, "--json"]);
+    assert!(out.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["snapshots"].as_array().map(Vec::len), Some(0));
+}
