@@ -62,6 +62,8 @@ impl Schedule {
 
     /// The first scheduled time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Whole seconds: croner keeps the fraction, which would fire up to a second late.
+        let after = chrono::DateTime::<Utc>::from_timestamp(after.timestamp(), 0).unwrap_or(after);
         let local = after.with_timezone(&self.tz);
         self.cron
             .find_next_occurrence(&local, false)

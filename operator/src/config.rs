@@ -54,17 +54,17 @@ pub struct Config {
     #[arg(long, env = "ARCA_JOB_DEADLINE_SECONDS", default_value_t = 43_200)]
     pub job_deadline_seconds: i64,
 
-    /// User id Job containers run as (non-root); a policy can override it with the
-    /// `arca.dev/run-as-user` annotation.
-    #[arg(long, env = "ARCA_JOB_RUN_AS_USER", default_value_t = 65_532)]
+    /// User id Job containers run as (non-root; the arca image's own user is 10001); a
+    /// policy can override it with the `arca.dev/run-as-user` annotation.
+    #[arg(long, env = "ARCA_JOB_RUN_AS_USER", default_value_t = 10_001)]
     pub job_run_as_user: i64,
 
     /// Group id Job containers run as.
-    #[arg(long, env = "ARCA_JOB_RUN_AS_GROUP", default_value_t = 65_532)]
+    #[arg(long, env = "ARCA_JOB_RUN_AS_GROUP", default_value_t = 10_001)]
     pub job_run_as_group: i64,
 
     /// fsGroup of Job pods (makes the 0400 secret files readable); 0 leaves it unset.
-    #[arg(long, env = "ARCA_JOB_FS_GROUP", default_value_t = 65_532)]
+    #[arg(long, env = "ARCA_JOB_FS_GROUP", default_value_t = 10_001)]
     pub job_fs_group: i64,
 
     /// Service account of Job pods (its token is never mounted); default: the namespace's.
@@ -165,9 +165,9 @@ impl Default for JobSettings {
             resources: ResourceRequirements::default(),
             ttl_seconds_after_finished: 86_400,
             active_deadline_seconds: 43_200,
-            run_as_user: 65_532,
-            run_as_group: 65_532,
-            fs_group: Some(65_532),
+            run_as_user: 10_001,
+            run_as_group: 10_001,
+            fs_group: Some(10_001),
             service_account: None,
         }
     }
@@ -314,8 +314,8 @@ mod tests {
     fn defaults_make_safe_job_settings() {
         let s = parse(&[]).job_settings().unwrap();
         assert_eq!(s.image, "arca:1");
-        assert_eq!(s.run_as_user, 65_532);
-        assert_eq!(s.fs_group, Some(65_532));
+        assert_eq!(s.run_as_user, 10_001);
+        assert_eq!(s.fs_group, Some(10_001));
         let requests = s.resources.requests.unwrap();
         assert_eq!(requests["cpu"], Quantity("100m".into()));
         assert_eq!(requests["memory"], Quantity("256Mi".into()));

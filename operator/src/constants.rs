@@ -159,6 +159,8 @@ pub mod paths {
     pub const RESTORE_TARGET: &str = "/restore-target";
     /// The writable scratch directory (TMPDIR).
     pub const TMP: &str = "/tmp";
+    /// `ARCA_STATE_DIR` inside Jobs (scratch: a Job keeps no state).
+    pub const STATE: &str = "/tmp/arca-state";
 }
 
 /// Keys of the per-policy ConfigMap.

@@ -466,6 +466,12 @@ fn build_job<K: Resource<DynamicType = ()>>(
                 value: Some(paths::TMP.into()),
                 ..Default::default()
             },
+            // The image's state dir is on the read-only root filesystem; a Job keeps none.
+            EnvVar {
+                name: "ARCA_STATE_DIR".into(),
+                value: Some(paths::STATE.into()),
+                ..Default::default()
+            },
         ]),
         resources: Some(s.resources.clone()),
         security_context: Some(SecurityContext {
@@ -651,8 +657,8 @@ mod tests {
         assert_eq!(p.restart_policy.as_deref(), Some("Never"));
         let psc = p.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.run_as_user, Some(65_532));
-        assert_eq!(psc.fs_group, Some(65_532));
+        assert_eq!(psc.run_as_user, Some(10_001));
+        assert_eq!(psc.fs_group, Some(10_001));
         assert_eq!(
             psc.fs_group_change_policy.as_deref(),
             Some("OnRootMismatch")
@@ -706,6 +712,9 @@ mod tests {
         assert!(env
             .iter()
             .any(|e| e.name == "TMPDIR" && e.value.as_deref() == Some("/tmp")));
+        assert!(env
+            .iter()
+            .any(|e| e.name == "ARCA_STATE_DIR" && e.value.as_deref() == Some("/tmp/arca-state")));
     }
 
     #[test]
@@ -884,7 +893,7 @@ mod tests {
             (annotations::FS_GROUP.to_string(), "none".to_string()),
         ]);
         let r = run_as(&s, Some(&a)).unwrap();
-        assert_eq!((r.user, r.group, r.fs_group), (1000, 65_532, None));
+        assert_eq!((r.user, r.group, r.fs_group), (1000, 10_001, None));
         let bad = BTreeMap::from([(annotations::RUN_AS_USER.to_string(), "0".to_string())]);
         assert!(run_as(&s, Some(&bad))
             .unwrap_err()

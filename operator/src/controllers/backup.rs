@@ -593,11 +593,13 @@ impl Reconciler<'_> {
             now,
         );
         let soon = |d: Duration| Some(now + TimeDelta::from_std(d).unwrap_or(TimeDelta::zero()));
+        // Wake to prepare the next run ahead of its time, unless that moment has passed.
         let wake_for_next = schedule_plan.next.map(|next| {
-            if ctx.prepared(&uid, Some(next), generation).is_some() {
-                next
+            let prepare_at = next - PREPARE_AHEAD;
+            if prepare_at > now && ctx.prepared(&uid, Some(next), generation).is_none() {
+                prepare_at
             } else {
-                (next - PREPARE_AHEAD).max(now)
+                next
             }
         });
         Ok(requeue_at(

@@ -240,23 +240,14 @@ impl Reconciler<'_> {
                 }
                 let list = self.workloads(None);
                 self.scale_up(&list).await?;
-                self.write(
+                self.finish_failed(
                     &uid,
                     &old,
                     now,
-                    Step {
-                        phase: RestorePhase::Failed,
-                        ready: ready_ok(),
-                        succeeded: (
-                            condition_status::FALSE,
-                            reasons::JOB_LOST,
-                            format!("the restore job {job_name} disappeared before it reported a result; check the restored data, then create a new RestoreRequest if needed"),
-                        ),
-                    },
-                    |s| s.completion_time = Some(Timestamp::new(now)),
+                    reasons::JOB_LOST,
+                    format!("the restore job {job_name} disappeared before it reported a result; check the restored data, then create a new RestoreRequest if needed"),
                 )
                 .await?;
-                self.count(false);
                 Ok(Action::await_change())
             }
         }
@@ -480,7 +471,20 @@ impl Reconciler<'_> {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
         let created = match api.create(&PostParams::default(), &job).await {
             Ok(j) => j,
-            Err(e) if is_already_exists(&e) => api.get(&job_name).await?,
+            Err(e) if is_already_exists(&e) => {
+                let existing = api.get(&job_name).await?;
+                if !owned_by(&existing, uid) {
+                    // Never adopt someone else's Job (e.g. a deleted request's, still being
+                    // garbage-collected): wait until the name is free.
+                    let message = format!(
+                        "a Job named {job_name} already exists and does not belong to this request: wait for it to be deleted, or delete it"
+                    );
+                    return self
+                        .pending(uid, &running, now, reasons::MISSING_REFERENCE, message)
+                        .await;
+                }
+                existing
+            }
             Err(e) => return Err(Error::Kube(e)),
         };
         let job_uid = created.metadata.uid.clone();

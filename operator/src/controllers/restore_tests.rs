@@ -232,6 +232,7 @@ async fn a_running_request_whose_job_vanished_fails_instead_of_rerunning() {
             assert_eq!(c["reason"], "JobLost");
             assert_eq!(s["completionTime"], "2026-11-23T09:00:00Z");
         }),
+        event("RestoreFailed"),
     ]);
     let ctx = context(client, now, vec![], vec![policy()]);
     let result = run(&ctx, &r).await;
@@ -267,6 +268,42 @@ async fn an_interrupted_start_creates_the_job_it_recorded() {
     let result = run(&ctx, &r).await;
     server.done().await;
     result.unwrap();
+}
+
+#[tokio::test]
+async fn never_adopts_a_job_of_another_owner() {
+    // A Job with the request's Job name exists but belongs to someone else (say, a deleted
+    // request of the same name whose Job is still being garbage-collected).
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-23T08:00:00Z");
+    let r = request(spec(), None);
+    let foreign = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "r-restore", "namespace": "clinic", "uid": "uid-old",
+                     "ownerReferences": [{"apiVersion": "arca.dev/v1alpha1", "kind": "RestoreRequest",
+                                          "name": "r", "uid": "uid-old-r", "controller": true}]},
+        "spec": {"template": {}}});
+    let server = fake.run(vec![
+        Call::get(&format!("{NS}/secrets/s3")).respond(&json!({"apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata", "metadata": {"name": "s3"}})),
+        Call::get(&format!("{NS}/persistentvolumeclaims/docs")).respond(&json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "docs"},
+            "spec": {"accessModes": ["ReadWriteMany"]}})),
+        status_patch(&r, |s| assert_eq!(s["phase"], "Running")),
+        Call::patch(&format!("{NS}/configmaps/arca-p")).echo(),
+        Call::post(JOBS).status(409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "AlreadyExists", "code": 409, "message": "jobs.batch \"r-restore\" already exists"})),
+        Call::get(&format!("{JOBS}/r-restore")).respond(&foreign),
+        status_patch(&r, |s| {
+            assert_eq!(s["phase"], "Pending");
+            assert!(s["jobUid"].is_null());
+            assert!(condition(s, "Ready")["message"].as_str().unwrap().contains("does not belong"));
+        }),
+        event("Invalid"),
+    ]);
+    let ctx = context(client, now, vec![], vec![policy()]);
+    let result = run(&ctx, &r).await;
+    server.done().await;
+    assert!(result.unwrap_err().is_transient());
 }
 
 #[tokio::test]
