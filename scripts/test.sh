@@ -14,5 +14,9 @@ source "$env_file"
 # Formatting and lints are part of the suite.
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The Kubernetes packaging, offline: manifests and chart against the Kubernetes schemas and
+# the CRDs, values schema, chart = manifests/install; the cluster e2e scripts must parse.
+scripts/validate-manifests.sh
+for f in e2e/cluster/*.sh; do bash -n "$f"; done
 # Every test, against the real services; a failure fails the suite.
 cargo nextest run --workspace --locked --no-fail-fast
