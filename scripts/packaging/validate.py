@@ -340,7 +340,7 @@ def compare(chart_objs, manifest_objs) -> list[str]:
 
 def main() -> int:
     # 1. Every manifest.
-    manifest_files = sorted((REPO / "manifests").rglob("*.yaml"))
+    manifest_files = sorted((REPO / "manifests").rglob("*.yaml")) + sorted((REPO / "e2e" / "cluster").glob("*.yaml"))
     before = len(failures)
     count = 0
     for path in manifest_files:
@@ -348,7 +348,7 @@ def main() -> int:
             count += 1
             for p in problems(obj):
                 fail(f"{path.relative_to(REPO)}: {name_of(obj)}: {p}")
-    report(before, f"{count} objects in {len(manifest_files)} files under manifests/ validate "
+    report(before, f"{count} objects in {len(manifest_files)} files under manifests/ and e2e/cluster/ validate "
            f"(Kubernetes {' and '.join(KUBE_VERSIONS)} strict; CRDs from crds/)")
 
     # 2. The chart: defaults and every option on; the values schema.
@@ -455,5 +455,29 @@ def self_test(chart_objs, install):
     expect_failure("a rule that lists Secrets", found)
 
 
+def compare_helm(rendered: Path, values: Path | None) -> int:
+    """Compare `helm template arca charts/arca -n arca-system [-f VALUES]` with helmlite."""
+    overrides = [yaml.safe_load(values.read_text())] if values else []
+    mine = {key(o): o for o in helmlite.objects(helmlite.render_chart(CHART, RELEASE, NAMESPACE, overrides))}
+    theirs = {key(o): o for o in yaml.safe_load_all(rendered.read_text()) if o}
+    out = []
+    for k in sorted(set(mine) | set(theirs), key=str):
+        if k not in theirs or k not in mine:
+            out.append(f"{k[1]} {k[3]}: only in {'helmlite' if k in mine else 'helm'}")
+        else:
+            out += [f"{k[1]} {k[3]} {d}" for d in diff(theirs[k], mine[k])]
+    for d in out:
+        print(f"FAIL helm template and scripts/packaging/helmlite.py disagree: {d}")
+    if out:
+        return 1
+    print(f"ok   helm template and helmlite render the same {len(mine)} objects"
+          f"{' with ' + str(values) if values else ''}")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--compare-helm":
+        if len(sys.argv) not in (3, 4):
+            sys.exit("usage: validate.py --compare-helm RENDERED.yaml [VALUES.yaml]")
+        sys.exit(compare_helm(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))
     sys.exit(main())
