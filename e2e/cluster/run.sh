@@ -107,11 +107,11 @@ helm upgrade --install arca charts/arca --namespace arca-system -f "$VALUES" --w
 kubectl -n arca-system wait deploy/arca-operator --for=condition=Available --timeout="$TIMEOUT"
 # Least privilege, as the API server sees it.
 sa=system:serviceaccount:arca-system:arca-operator
-kubectl auth can-i list secrets -n "$NS" --as "$sa" | grep -qx no || fail "the operator can list Secrets"
-kubectl auth can-i create jobs -n default --as "$sa" | grep -qx no || fail "the operator has rights outside watchNamespaces"
-kubectl auth can-i create jobs -n "$NS" --as "$sa" | grep -qx yes || fail "the operator cannot create Jobs in $NS"
-kubectl auth can-i get pods -n "$NS" --as "system:serviceaccount:$NS:arca-job" | grep -qx no ||
-  fail "the Job service account has API rights"
+can() { kubectl auth can-i "$@" --quiet; }
+! can list secrets -n "$NS" --as "$sa" || fail "the operator can list Secrets"
+! can create jobs -n default --as "$sa" || fail "the operator has rights outside watchNamespaces"
+can create jobs -n "$NS" --as "$sa" || fail "the operator cannot create Jobs in $NS"
+! can get pods -n "$NS" --as "system:serviceaccount:$NS:arca-job" || fail "the Job service account has API rights"
 
 # --- the clinic ----------------------------------------------------------------------------
 log "starting PostgreSQL and Orthanc"
@@ -133,9 +133,15 @@ CREATE TABLE IF NOT EXISTS patient (id serial PRIMARY KEY, name text NOT NULL, b
 INSERT INTO patient (name, born, note)
   SELECT 'patient ' || i, DATE '1950-01-01' + i, sha256(i::text::bytea) FROM generate_series(1, 5000) i;
 SQL
-# Three DICOM instances, made by Orthanc itself.
+# Three DICOM instances, made by Orthanc itself (POST /tools/create-dicom from inside its pod).
 for i in 1 2 3; do
-  kubectl -n "$NS" exec deploy/orthanc -- sh -c "wget -q -O- --post-data='{\"Tags\": {\"PatientName\": \"E2E^$i\", \"PatientID\": \"e2e-$i\", \"Modality\": \"OT\"}}' http://127.0.0.1:8042/tools/create-dicom || curl -sf -d '{\"Tags\": {\"PatientName\": \"E2E^$i\", \"PatientID\": \"e2e-$i\", \"Modality\": \"OT\"}}' http://127.0.0.1:8042/tools/create-dicom" >/dev/null ||
+  body="{\"Tags\": {\"PatientName\": \"E2E^$i\", \"PatientID\": \"e2e-$i\", \"Modality\": \"OT\"}}"
+  kubectl -n "$NS" exec deploy/orthanc -- sh -c '
+    url=http://127.0.0.1:8042/tools/create-dicom
+    if command -v python3 >/dev/null; then
+      python3 -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], sys.argv[2].encode()))" "$url" "$1"
+    elif command -v curl >/dev/null; then curl -sf -d "$1" "$url"
+    else wget -q -O- --post-data="$1" "$url"; fi' sh "$body" >/dev/null ||
     fail "cannot create a DICOM instance in Orthanc"
 done
 
