@@ -665,6 +665,12 @@ async fn cmd_prune(
                         "delete"
                     );
                 }
+                for k in &p.stale_uploads {
+                    let _ = writeln!(
+                        out,
+                        "  {k} aborted: incomplete upload of an interrupted run, older than a day"
+                    );
+                }
                 failures.extend(
                     p.errors
                         .into_iter()

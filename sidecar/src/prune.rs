@@ -26,6 +26,8 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     /// Incomplete snapshot folders collected.
     pub leftovers: Vec<String>,
+    /// Incomplete uploads (S3 multipart) of killed runs aborted, by key.
+    pub stale_uploads: Vec<String>,
     /// Deletions that failed.
     pub errors: Vec<String>,
 }
@@ -55,6 +57,7 @@ pub async fn prune_destination(
         destination: dest.name.clone(),
         decisions: decisions.clone(),
         leftovers: vec![],
+        stale_uploads: vec![],
         errors: vec![],
     };
     // Leftovers: snapshot folders without a manifest, older than a day.
@@ -95,6 +98,21 @@ pub async fn prune_destination(
                 let _ = dest.store.delete(&o.key).await;
             }
         }
+    }
+    // Multipart uploads of killed runs, older than a day: invisible in listings, but S3
+    // keeps their parts (and bills them) until they are aborted.
+    match dest
+        .store
+        .abort_stale_uploads(&format!("{}/", policy.name), cutoff)
+        .await
+    {
+        Ok(keys) => {
+            for k in &keys {
+                info!(destination = %dest.name, key = %k, "aborted an incomplete upload");
+            }
+            report.stale_uploads = keys;
+        }
+        Err(e) => report.errors.push(e.to_string()),
     }
     Ok(report)
 }

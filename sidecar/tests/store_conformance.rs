@@ -140,3 +140,55 @@ async fn directory_store_conforms() {
 async fn s3_store_conforms() {
     conformance(common::s3_store(&common::unique("conformance"))).await;
 }
+
+/// A run killed mid-upload leaves an incomplete multipart upload (invisible in listings,
+/// but kept and billed by S3); prune aborts those older than its cutoff, and only those.
+#[tokio::test]
+async fn s3_store_aborts_stale_uploads_of_killed_runs() {
+    let store = common::s3_store(&common::unique("stale-uploads"));
+    store.probe().await.expect("probe");
+    let (tx, rx) = mpsc::channel(4);
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let feeder = tokio::spawn(async move {
+        // Three parts' worth (the default part is 8 MiB), then the "process" hangs.
+        for i in 0..24u32 {
+            let chunk: Vec<u8> = (0..1 << 20).map(|j: u32| (j ^ i) as u8).collect();
+            tx.send(Chunk::Data(Bytes::from(chunk))).await.unwrap();
+        }
+        let _ = sent_tx.send(());
+        std::future::pending::<()>().await;
+        drop(tx);
+    });
+    let s = store.clone();
+    let upload =
+        tokio::spawn(async move { s.put_stream("p/20260104T000000Z/killed", rx, None).await });
+    sent_rx.await.unwrap();
+    // Killed: neither commit nor the abort path runs.
+    upload.abort();
+    assert!(upload.await.unwrap_err().is_cancelled());
+    feeder.abort();
+    assert_eq!(
+        store.get_bytes("p/20260104T000000Z/killed").await.unwrap(),
+        None,
+        "an unfinished upload is not an object"
+    );
+
+    // Younger than the cutoff: kept (a run may still be writing it).
+    let past = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    assert!(store
+        .abort_stale_uploads("p/", past)
+        .await
+        .unwrap()
+        .is_empty());
+    // Older than the cutoff: aborted, once.
+    let future = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+    assert_eq!(
+        store.abort_stale_uploads("p/", future).await.unwrap(),
+        vec!["p/20260104T000000Z/killed".to_string()]
+    );
+    assert!(store
+        .abort_stale_uploads("p/", future)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -186,6 +186,20 @@ impl Store {
         }
     }
 
+    /// Abort incomplete uploads below `prefix` started before `cutoff` (S3 multipart
+    /// uploads of killed runs; a directory has none: its temporary files are ordinary
+    /// objects). Returns their keys.
+    pub async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Path(_) => Ok(Vec::new()),
+            Self::S3(s) => s.abort_stale_uploads(prefix, cutoff).await,
+        }
+    }
+
     /// Delete one object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {

@@ -507,6 +507,64 @@ impl S3Store {
         Ok(out)
     }
 
+    /// Abort the multipart uploads below `prefix` that were started before `cutoff`: what a
+    /// killed run leaves behind. S3 keeps (and bills) their parts until they are aborted,
+    /// and they never show in object listings. Returns the keys of the aborted uploads.
+    pub async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let full = self.full_key(prefix);
+        let mut stale: Vec<(String, String)> = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let resp = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.map_err("list uploads", prefix, e))?;
+            for u in resp.uploads() {
+                let started = u
+                    .initiated()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                // NB: an upload without a start time is left alone: it may be running now.
+                if let (Some(k), Some(id), Some(t)) = (u.key(), u.upload_id(), started) {
+                    if t < cutoff {
+                        stale.push((k.to_string(), id.to_string()));
+                    }
+                }
+            }
+            if resp.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = resp.next_key_marker().map(str::to_string);
+            id_marker = resp.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        let mut aborted = Vec::with_capacity(stale.len());
+        for (k, id) in stale {
+            let rel = self.rel_key(&k).to_string();
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&k)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|e| self.map_err("abort upload of", &rel, e))?;
+            aborted.push(rel);
+        }
+        Ok(aborted)
+    }
+
     /// DELETE an object.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client
