@@ -62,8 +62,9 @@ postgres_up() {
   bin=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n1)
   major=$(basename "$(dirname "$bin")")
   pg_ready() { PGPASSWORD=$(cat "$DIR/pg-password") "$bin/psql" -h 127.0.0.1 -p $PG_PORT -U postgres -Atqc 'select 1' postgres; }
-  # Reuse a running instance that answers with our password.
-  if alive "$data/postmaster.pid" postgres && [[ -s $DIR/pg-password ]] && pg_ready >/dev/null 2>&1; then
+  # Reuse a running instance that answers with our password and has TLS on.
+  if alive "$data/postmaster.pid" postgres && [[ -s $DIR/pg-password ]] && pg_ready >/dev/null 2>&1 &&
+    [[ $(PGPASSWORD=$(cat "$DIR/pg-password") "$bin/psql" -h 127.0.0.1 -p $PG_PORT -U postgres -Atqc 'show ssl' postgres 2>/dev/null) == on ]]; then
     echo "postgres: reusing running instance"; return
   fi
   # Stop a leftover that does not answer properly before touching its data dir.
@@ -81,13 +82,37 @@ postgres_up() {
     rm -f "$DIR/.pg-pwfile"
     write_secret "$DIR/pg-password" "$pw"
   fi
-  # Start on loopback only, with the unix socket inside the data dir; pg_ctl -w waits for startup.
+  postgres_tls "$data"
+  # Start on loopback only, with TLS and the unix socket inside the data dir; pg_ctl -w waits for startup.
   touch "$log" && chown postgres "$log"
   runuser -u postgres -- setsid "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" start >/dev/null || fail "postgres: failed to start" "$log"
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key" \
+    start >/dev/null || fail "postgres: failed to start" "$log"
   wait_for 30 "$bin/pg_isready" -h 127.0.0.1 -p $PG_PORT || fail "postgres: not answering on 127.0.0.1:$PG_PORT" "$log"
   pg_ready >/dev/null 2>&1 || fail "postgres: password login over TCP failed" "$log"
   echo "postgres: up on 127.0.0.1:$PG_PORT"
+}
+
+# TLS for the PostgreSQL TLS tests (made once per data dir): a test CA ($DIR/pg-ca.crt) signs
+# the server's certificate for 127.0.0.1 and localhost, and the role arca_tls may only log in
+# over TLS (the tests create the role).
+postgres_tls() {
+  local data=$1 t=$DIR/tls
+  if [[ ! -s $data/server.crt || ! -s $DIR/pg-ca.crt ]]; then
+    command -v openssl >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
+    rm -rf "$t" && mkdir -p "$t"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=arca test CA" \
+      -keyout "$t/ca.key" -out "$t/ca.crt" 2>/dev/null || die "postgres: cannot make the test CA"
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$t/server.key" -out "$t/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$t/ext"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$t/ext" -out "$t/server.crt" 2>/dev/null || die "postgres: cannot sign the test server certificate"
+    install -m 0600 -o postgres -g postgres "$t/server.key" "$data/server.key"
+    install -m 0644 -o postgres -g postgres "$t/server.crt" "$data/server.crt"
+    install -m 0644 "$t/ca.crt" "$DIR/pg-ca.crt"
+    rm -rf "$t"
+  fi
+  grep -q 'arca_tls' "$data/pg_hba.conf" || sed -i '1i hostnossl all arca_tls 0.0.0.0/0 reject' "$data/pg_hba.conf"
 }
 
 mariadb_up() {
@@ -213,6 +238,7 @@ export ARCA_TEST_PG_HOST=127.0.0.1
 export ARCA_TEST_PG_PORT=$PG_PORT
 export ARCA_TEST_PG_USER=postgres
 export ARCA_TEST_PG_PASSWORD_FILE=$DIR/pg-password
+export ARCA_TEST_PG_CA_FILE=$DIR/pg-ca.crt
 export ARCA_TEST_MY_HOST=127.0.0.1
 export ARCA_TEST_MY_PORT=$MY_PORT
 export ARCA_TEST_MY_USER=root

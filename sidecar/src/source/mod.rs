@@ -5,6 +5,7 @@
 pub mod child;
 pub mod files;
 pub mod mysql;
+pub mod pgtls;
 pub mod postgres;
 pub mod sqlite;
 
@@ -22,6 +23,14 @@ pub enum SourceError {
         /// Server description.
         what: String,
         /// Underlying error.
+        detail: String,
+    },
+    /// TLS with the server failed or is required.
+    #[error("TLS with {what} failed: {detail}")]
+    Tls {
+        /// Server description.
+        what: String,
+        /// What to change.
         detail: String,
     },
     /// Login refused.

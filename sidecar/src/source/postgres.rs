@@ -9,10 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use arca_api::manifest::TableCount;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{NoTls, Socket};
 
 use super::child::{run_capture, stream_child};
+use super::pgtls::{self, TlsSetting};
 use super::{blocking, CaptureInfo, SourceError};
 use crate::pipeline::PipelineWriter;
 use crate::secret::Secret;
@@ -60,33 +63,39 @@ impl PgConn {
         if let Some(p) = &self.password {
             cfg.password(p.expose());
         }
-        match self.ssl_mode.as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {
-                cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let tls = pgtls::setting(self.ssl_mode.as_deref()).map_err(|detail| SourceError::Tls {
+            what: self.server(),
+            detail,
+        })?;
+        let opened = match tls {
+            TlsSetting::Off => {
+                cfg.ssl_mode(SslMode::Disable);
+                open(&cfg, NoTls).await
             }
-            Some(other) => {
-                return Err(SourceError::Unreachable {
-                    what: self.server(),
-                    detail: format!(
-                        "sslMode {other} needs TLS, which the server probe does not support yet; use sslMode prefer on a trusted network"
-                    ),
-                })
+            TlsSetting::On { mode, connector } => {
+                cfg.ssl_mode(mode);
+                open(&cfg, connector).await
             }
-        }
-        let (client, connection) = cfg
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.map_error(e, database))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        };
+        opened.map_err(|e| self.map_error(e, database))
     }
 
     /// Map a connection or query error to what the user must fix.
     pub fn map_error(&self, e: tokio_postgres::Error, database: &str) -> SourceError {
         if let Some(db) = e.as_db_error() {
             let code = db.code();
+            // NB: pg_hba.conf refuses plain connections where it allows only TLS.
+            if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                && db.message().contains("no encryption")
+            {
+                return SourceError::Tls {
+                    what: self.server(),
+                    detail: format!(
+                        "{}: the server accepts this login over TLS only: set sslMode to prefer, require or verify-full",
+                        db.message()
+                    ),
+                };
+            }
             if *code == SqlState::INVALID_PASSWORD
                 || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
             {
@@ -112,6 +121,21 @@ impl PgConn {
         while let Some(s) = src {
             detail = format!("{detail}: {s}");
             src = s.source();
+        }
+        if detail.contains("invalid peer certificate") {
+            return SourceError::Tls {
+                what: self.server(),
+                detail: format!(
+                    "the server's certificate is not trusted ({}): set PGSSLROOTCERT to the CA that signed it, or use sslMode require to encrypt without checking",
+                    detail.rsplit(": ").next().unwrap_or(&detail)
+                ),
+            };
+        }
+        if detail.contains("server does not support TLS") {
+            return SourceError::Tls {
+                what: self.server(),
+                detail: "the server does not offer TLS: enable ssl on the server or set sslMode to prefer".into(),
+            };
         }
         if detail.contains("password") {
             return SourceError::Login {
@@ -163,6 +187,22 @@ impl PgConn {
         let text: String = row.get(1);
         Ok(((num / 10_000) as u32, text))
     }
+}
+
+/// Connect with `tls` and drive the connection in the background.
+async fn open<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = cfg.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// An installed PostgreSQL client tool.
