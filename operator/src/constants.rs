@@ -2,6 +2,15 @@
 
 /// Field manager of every server-side apply and patch the operator sends.
 pub const FIELD_MANAGER: &str = "arca-operator";
+/// Parameters of every create/replace the operator sends: its field manager, so
+/// `kubectl get -o yaml --show-managed-fields` names who wrote what.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
 /// Name used for Events (`reportingController`).
 pub const CONTROLLER_NAME: &str = "arca.dev/arca-operator";
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::Api;
 
 use crate::error::{is_already_exists, Error, Result};
@@ -102,7 +102,11 @@ impl LeaderElector {
                     },
                     spec: Some(self.spec(now, None, 0)),
                 };
-                match self.api.create(&PostParams::default(), &lease).await {
+                match self
+                    .api
+                    .create(&crate::constants::post_params(), &lease)
+                    .await
+                {
                     Ok(_) => Ok(true),
                     Err(e) if is_already_exists(&e) => Ok(false),
                     Err(e) => Err(Error::Kube(e)),
@@ -123,7 +127,7 @@ impl LeaderElector {
                 // this fail with 409 instead of silently winning twice.
                 match self
                     .api
-                    .replace(&self.name, &PostParams::default(), &lease)
+                    .replace(&self.name, &crate::constants::post_params(), &lease)
                     .await
                 {
                     Ok(_) => Ok(true),
@@ -192,7 +196,7 @@ impl LeaderElector {
         spec.renew_time = Some(MicroTime(Timestamp::now()));
         match self
             .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .replace(&self.name, &crate::constants::post_params(), &lease)
             .await
         {
             Ok(_) => Ok(()),

@@ -73,6 +73,25 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// What `Ready` says about `spec.verify`, which arca-operator does not run yet.
+pub const VERIFY_NOTE: &str = "note: spec.verify is not run by arca-operator (only by the compose daemon); test restores with a RestoreRequest using toDatabase/toClaim, or run `arca verify` in a Job";
+
+/// Append `note` to a `Ready=True` message (once). A valid policy stays valid; the note
+/// only tells the admin that a field has no effect here.
+pub fn note_ready(conditions: &mut [Condition], note: &str) {
+    if let Some(c) = conditions
+        .iter_mut()
+        .find(|c| c.type_ == condition::READY && c.status == condition_status::TRUE)
+    {
+        if !c.message.contains(note) {
+            c.message = crate::outcome::shorten(
+                &format!("{}; {note}", c.message),
+                crate::constants::MAX_MESSAGE,
+            );
+        }
+    }
+}
+
 /// Everything [`backup_status`] needs.
 #[derive(Debug, Clone)]
 pub struct BackupStatusInput<'a> {
@@ -334,6 +353,26 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    #[test]
+    fn ready_notes_fields_the_operator_does_not_run() {
+        let mut cs = vec![Condition {
+            type_: condition::READY.into(),
+            status: condition_status::TRUE.into(),
+            observed_generation: Some(1),
+            last_transition_time: Timestamp::new(chrono::Utc::now()),
+            reason: "Valid".into(),
+            message: "valid".into(),
+        }];
+        note_ready(&mut cs, VERIFY_NOTE);
+        note_ready(&mut cs, VERIFY_NOTE);
+        assert_eq!(cs[0].message.matches("spec.verify").count(), 1);
+        assert_eq!(cs[0].status, condition_status::TRUE);
+        cs[0].status = condition_status::FALSE.into();
+        cs[0].message = "bad".into();
+        note_ready(&mut cs, VERIFY_NOTE);
+        assert_eq!(cs[0].message, "bad");
+    }
+
     use super::*;
     use chrono::{TimeDelta, TimeZone};
 

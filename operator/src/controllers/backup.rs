@@ -24,7 +24,7 @@ use arca_api::crd::{
 use arca_api::WorkloadRef;
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject};
 use kube::runtime::controller::Action;
@@ -671,7 +671,10 @@ impl Reconciler<'_> {
     ) -> Result<BackupPolicyStatus> {
         let ctx = self.ctx;
         let new_runs = input.new_runs.clone();
-        let new = backup_status(&input);
+        let mut new = backup_status(&input);
+        if self.policy.spec.verify.is_some() {
+            status::note_ready(&mut new.conditions, status::VERIFY_NOTE);
+        }
         if &new != old {
             let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), self.namespace);
             let patch = json!({
@@ -810,7 +813,10 @@ impl Reconciler<'_> {
         )?;
         let job_name = job.name_any();
         let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
-        match jobs_api.create(&PostParams::default(), &job).await {
+        match jobs_api
+            .create(&crate::constants::post_params(), &job)
+            .await
+        {
             Ok(_) => {}
             // Created by an earlier attempt of this very run (names are per scheduled time).
             Err(e) if is_already_exists(&e) => {}

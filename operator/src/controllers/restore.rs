@@ -22,7 +22,7 @@ use arca_api::crd::{
 use arca_api::WorkloadRef;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject};
 use kube::runtime::controller::Action;
@@ -469,7 +469,7 @@ impl Reconciler<'_> {
             },
         )?;
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
-        let created = match api.create(&PostParams::default(), &job).await {
+        let created = match api.create(&crate::constants::post_params(), &job).await {
             Ok(j) => j,
             Err(e) if is_already_exists(&e) => {
                 let existing = api.get(&job_name).await?;
