@@ -180,13 +180,13 @@ pub fn outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
         out.message = if out.succeeded {
             summary(&result)
         } else {
-            shorten(
+            with_secret_hint(shorten(
                 result
                     .error
                     .as_deref()
                     .unwrap_or("the run failed without an error message"),
                 MAX_MESSAGE,
-            )
+            ))
         };
         out.result = Some(result);
         return out;
@@ -200,7 +200,9 @@ pub fn outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
         (_, Some(code)) => {
             let last_line = message.lines().rev().find(|l| !l.trim().is_empty());
             out.message = match last_line {
-                Some(line) => shorten(&format!("exit code {code}: {line}"), MAX_MESSAGE),
+                Some(line) => {
+                    with_secret_hint(shorten(&format!("exit code {code}: {line}"), MAX_MESSAGE))
+                }
                 None => format!("exit code {code}"),
             };
             out.succeeded = code == 0 && state == JobState::Succeeded;
@@ -221,6 +223,43 @@ pub fn outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
         _ => out.message = "the job ended without a result".into(),
     }
     out
+}
+
+/// When a failure names a secret file that is missing or empty
+/// (`/run/secrets/arca/<secret>/<key>`), say which Secret key to add. Secret volumes are
+/// mounted `optional`, so a key missing from an existing Secret shows up this way.
+pub fn secret_hint(message: &str) -> Option<String> {
+    let prefix = format!("{}/", crate::constants::paths::SECRETS);
+    let start = message.find(&prefix)? + prefix.len();
+    let rest = &message[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ':' | ';' | ',' | '"' | '\'' | ')'))
+        .unwrap_or(rest.len());
+    let (secret, key) = rest[..end].split_once('/')?;
+    if secret.is_empty() || key.is_empty() || key.contains('/') {
+        return None;
+    }
+    let lower = message.to_lowercase();
+    if lower.contains("no such file") || lower.contains("not found") || lower.contains("os error 2")
+    {
+        Some(format!(
+            "Secret {secret:?} has no key {key:?}: add the key to the Secret or fix the key in the policy's *SecretRef"
+        ))
+    } else if lower.contains("is empty") {
+        Some(format!(
+            "key {key:?} of Secret {secret:?} is empty: put the value in it"
+        ))
+    } else {
+        None
+    }
+}
+
+/// `message`, led by a [`secret_hint`] when there is one.
+fn with_secret_hint(message: String) -> String {
+    match secret_hint(&message) {
+        Some(hint) => shorten(&format!("{hint} ({message})"), MAX_MESSAGE),
+        None => message,
+    }
 }
 
 /// One line describing a successful run.
@@ -381,6 +420,54 @@ mod tests {
         assert!(parse_result(r#"{"format":"other/1","ok":true}"#).is_none());
         assert!(parse_result("not json").is_none());
         assert!(parse_result(OK_RESULT).is_some());
+    }
+
+    #[test]
+    fn a_missing_secret_key_is_named() {
+        let msg = "postgres index: cannot read the password file /run/secrets/arca/pg/password: No such file or directory (os error 2); check that it exists and is readable by arca";
+        assert_eq!(
+            secret_hint(msg).as_deref(),
+            Some("Secret \"pg\" has no key \"password\": add the key to the Secret or fix the key in the policy's *SecretRef")
+        );
+        let empty =
+            "the password file /run/secrets/arca/pg/password is empty: put the password in it";
+        assert!(secret_hint(empty).unwrap().contains("is empty"));
+        assert_eq!(secret_hint("connection refused"), None);
+        assert_eq!(
+            secret_hint("permission denied on /run/secrets/arca/pg/password"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_run_on_a_missing_secret_key_leads_with_the_fix() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j"},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+        }))
+        .unwrap();
+        let result = serde_json::json!({
+            "format": RESULT_FORMAT, "command": "backup", "policy": "p", "ok": false,
+            "error": "s3 offsite: cannot read the access key id file /run/secrets/arca/s3/id: No such file or directory (os error 2)"
+        });
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j-x"},
+            "status": {"containerStatuses": [{"name": CONTAINER_NAME, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "message": result.to_string()}}}]}
+        }))
+        .unwrap();
+        let out = outcome(&job, Some(&pod));
+        assert!(!out.succeeded);
+        assert!(
+            out.message.starts_with("Secret \"s3\" has no key \"id\""),
+            "{}",
+            out.message
+        );
+        assert!(
+            out.message.contains("access key id file"),
+            "{}",
+            out.message
+        );
     }
 
     #[test]

@@ -124,7 +124,13 @@ impl Builder {
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(secret.clone()),
                     default_mode: Some(SECRET_FILE_MODE),
-                    optional: Some(false),
+                    // NB: optional, so a key missing from an existing Secret leaves its file
+                    // out instead of holding the pod in ContainerCreating until the Job's
+                    // deadline: `arca` then fails at once naming the file, and the operator
+                    // turns that into "Secret x has no key y" (see `outcome::secret_hint`).
+                    // The Secret itself is checked before the Job is created; the operator
+                    // reads Secret metadata only, never values or key lists.
+                    optional: Some(true),
                     items: Some(
                         keys.iter()
                             .map(|k| KeyToPath {
@@ -410,6 +416,9 @@ mod tests {
         let keys: Vec<_> = items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, vec!["id", "secret"]);
         assert!(items.iter().all(|i| i.mode == Some(0o400)));
+        // A key missing from the Secret must fail the run fast (arca names the file), not
+        // hold the pod in ContainerCreating until the Job's deadline.
+        assert_eq!(vol.secret.as_ref().unwrap().optional, Some(true));
         assert_eq!(
             r.secrets,
             vec!["pg-credentials".to_string(), "s3-credentials".to_string()]
