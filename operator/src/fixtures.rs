@@ -402,6 +402,16 @@ fn check_job(b: &Value, problems: &mut Vec<String>) {
             "a Job's pods need restartPolicy Never or OnFailure, not {restart:?}"
         ));
     }
+    if let Some(account) = pod.get("serviceAccountName") {
+        if !is_dns_subdomain(account.as_str().unwrap_or_default()) {
+            problems.push(format!(
+                "serviceAccountName {account} is not a ServiceAccount name"
+            ));
+        }
+    }
+    if pod.get("serviceAccount").is_some() {
+        problems.push("serviceAccount is deprecated: set serviceAccountName".into());
+    }
     for k in NEWER_THAN_1_26 {
         if b["spec"].get(*k).is_some() || pod.get(*k).is_some() {
             problems.push(format!("{k} is not known to Kubernetes 1.26"));
@@ -493,6 +503,82 @@ fn check_event(b: &Value, path: &str, problems: &mut Vec<String>) {
     }
 }
 
+/// The operator's install (the chart rendered with its defaults), whose ClusterRole is
+/// what the operator may do.
+const INSTALL: &str = include_str!("../../manifests/install/20-operator.yaml");
+
+/// One RBAC rule: `(apiGroups, resources, verbs)`.
+type Rule = (Vec<String>, Vec<String>, Vec<String>);
+
+/// The rules of the operator's ClusterRole in manifests/install (parsed once).
+fn operator_rules() -> &'static [Rule] {
+    static RULES: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(parse_rules)
+}
+
+fn parse_rules() -> Vec<Rule> {
+    use serde::Deserialize;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    };
+    serde_yaml::Deserializer::from_str(INSTALL)
+        .filter_map(|doc| Value::deserialize(doc).ok())
+        .filter(|d| d["kind"] == "ClusterRole")
+        .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                strings(&r["apiGroups"]),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
+        .collect()
+}
+
+/// The RBAC `(apiGroup, resource[/subresource], verb)` of a request.
+pub fn rbac_request(method: &Method, path: &str, query: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_string(), rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [resource] => ((*resource).to_string(), false),
+        [resource, _name] => ((*resource).to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return None,
+    };
+    let verb = if *method == Method::GET {
+        if named {
+            "get"
+        } else if query.contains("watch=true") {
+            "watch"
+        } else {
+            "list"
+        }
+    } else if *method == Method::POST {
+        "create"
+    } else if *method == Method::PUT {
+        "update"
+    } else if *method == Method::PATCH {
+        "patch"
+    } else if *method == Method::DELETE {
+        "delete"
+    } else {
+        return None;
+    };
+    Some((group, resource, verb.to_string()))
+}
+
 /// What a real API server (1.26+) would refuse in a request the operator sends: used on
 /// every request of every scripted scenario.
 pub fn api_rules(
@@ -503,6 +589,19 @@ pub fn api_rules(
     body: &Value,
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    // RBAC: the install's ClusterRole must allow it. NB: Leases are granted by the
+    // leader-election Role, which the chart renders only with replicaCount > 1.
+    if let Some((group, resource, verb)) = rbac_request(method, path, query) {
+        let allowed = resource == "leases"
+            || operator_rules().iter().any(|(groups, resources, verbs)| {
+                groups.contains(&group) && resources.contains(&resource) && verbs.contains(&verb)
+            });
+        if !allowed {
+            problems.push(format!(
+                "RBAC: the operator's ClusterRole (charts/arca/templates/rbac.yaml) does not allow {verb} on {resource:?} in API group {group:?}"
+            ));
+        }
+    }
     let apply = content_type.contains("apply-patch");
     let is_event = path.starts_with("/apis/events.k8s.io/");
     if *method == Method::PATCH || *method == Method::POST || *method == Method::PUT {
@@ -619,4 +718,71 @@ fn api_rules_catch_what_a_server_refuses() {
         &json!({}),
     );
     assert!(p.iter().any(|m| m.contains("force")), "{p:?}");
+}
+
+#[test]
+fn api_rules_hold_requests_to_the_operators_rbac() {
+    let get = Method::GET;
+    let none = json!(null);
+    // Allowed: the Job service account check, Secret metadata, status patches, scaling.
+    for (method, path) in [
+        (&get, "/api/v1/namespaces/n/serviceaccounts/arca-job"),
+        (&get, "/api/v1/namespaces/n/secrets/s3"),
+        (&get, "/api/v1/namespaces/n/pods"),
+        (
+            &Method::PATCH,
+            "/apis/apps/v1/namespaces/n/deployments/app/scale",
+        ),
+    ] {
+        let p = api_rules(
+            method,
+            path,
+            "fieldManager=arca-operator",
+            "application/merge-patch+json",
+            &none,
+        );
+        assert!(
+            !p.iter().any(|m| m.starts_with("RBAC")),
+            "{method} {path}: {p:?}"
+        );
+    }
+    // Refused: listing Secrets (values!), writing Secrets, touching RBAC or nodes.
+    for (method, path) in [
+        (&get, "/api/v1/namespaces/n/secrets"),
+        (&Method::PATCH, "/api/v1/namespaces/n/secrets/s3"),
+        (&Method::POST, "/api/v1/namespaces/n/serviceaccounts"),
+        (&get, "/api/v1/nodes/node-a"),
+        (
+            &Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/n/roles",
+        ),
+    ] {
+        let p = api_rules(
+            method,
+            path,
+            "fieldManager=arca-operator",
+            "application/merge-patch+json",
+            &none,
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("RBAC")),
+            "{method} {path} passed: {p:?}"
+        );
+    }
+    assert_eq!(
+        rbac_request(&get, "/apis/batch/v1/namespaces/n/jobs", "watch=true"),
+        Some(("batch".into(), "jobs".into(), "watch".into()))
+    );
+    assert_eq!(
+        rbac_request(
+            &Method::PATCH,
+            "/apis/arca.dev/v1alpha1/namespaces/n/backuppolicies/p/status",
+            ""
+        ),
+        Some((
+            "arca.dev".into(),
+            "backuppolicies/status".into(),
+            "patch".into()
+        ))
+    );
 }

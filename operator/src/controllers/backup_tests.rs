@@ -975,3 +975,105 @@ async fn metrics_count_each_run_once() {
         "{text}"
     );
 }
+
+fn context_with(
+    client: kube::Client,
+    now: DateTime<Utc>,
+    jobs: Vec<Job>,
+    settings: JobSettings,
+    metrics: Metrics,
+) -> Arc<Context> {
+    let (job_store, mut job_writer) = reflector::store::<Job>();
+    for j in jobs {
+        job_writer.apply_watcher_event(&watcher::Event::Apply(j));
+    }
+    let (policy_store, _policy_writer) = reflector::store::<DeserializeGuard<BackupPolicy>>();
+    Arc::new(Context::new(
+        client,
+        settings,
+        metrics,
+        Context::reporter("test"),
+        job_store,
+        policy_store,
+        Arc::new(move || now),
+    ))
+}
+
+fn test_settings() -> JobSettings {
+    JobSettings {
+        image: "arca:test".into(),
+        ..Default::default()
+    }
+}
+
+// The Jobs' service account.
+
+#[tokio::test]
+async fn a_missing_job_service_account_is_reported_and_runs_nothing() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-23T02:00:00Z");
+    let p = policy(testdata::simple_spec(), None);
+    let mut calls = vec![Call::get(&format!("{NS}/serviceaccounts/arca-job"))
+        .accept("PartialObjectMetadata")
+        .not_found()];
+    calls.extend(reference_checks("ReadWriteMany"));
+    calls.extend([
+        status_patch(&p, |s| {
+            let c = condition(s, "Ready");
+            assert_eq!(
+                (&c["status"], &c["reason"]),
+                (&json!("False"), &json!("MissingReference"))
+            );
+            let m = c["message"].as_str().unwrap();
+            assert!(
+                m.contains("ServiceAccount \"arca-job\"")
+                    && m.contains("does not exist in namespace clinic")
+                    && m.contains("kubectl apply -n clinic -f manifests/job-serviceaccount.yaml"),
+                "{m}"
+            );
+            assert!(s["activeJob"].is_null());
+            assert_eq!(s["state"], "Invalid");
+        }),
+        event("Invalid", "Warning"),
+    ]);
+    let server = fake.run(calls);
+    let mut settings = test_settings();
+    settings.service_account = Some("arca-job".into());
+    let ctx = context_with(client, now, vec![], settings.clone(), Metrics::default());
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::MissingReference(_)));
+    assert!(
+        err.is_transient(),
+        "a created ServiceAccount must be noticed"
+    );
+
+    // Created: the Job runs as it.
+    let (client, fake) = FakeApi::new();
+    let mut calls = vec![
+        Call::get(&format!("{NS}/serviceaccounts/arca-job")).respond(
+            &json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                          "metadata": {"name": "arca-job", "namespace": "clinic"}}),
+        ),
+    ];
+    calls.extend(reference_checks("ReadWriteMany"));
+    calls.extend([
+        Call::patch(&format!("{NS}/configmaps/arca-p")).echo(),
+        Call::post(JOBS)
+            .check(|b| {
+                assert_eq!(
+                    b["spec"]["template"]["spec"]["serviceAccountName"],
+                    "arca-job"
+                );
+            })
+            .echo(),
+        status_patch(&p, |s| assert_eq!(condition(s, "Ready")["status"], "True")),
+        event("BackupStarted", "Normal"),
+    ]);
+    let server = fake.run(calls);
+    let ctx = context_with(client, now, vec![], settings, Metrics::default());
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    result.unwrap();
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 use arca_api::crd::BackupPolicy;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -275,9 +277,43 @@ impl Context {
             .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
     }
 
+    /// Check that the Job service account and every Secret and claim `rendered` mounts
+    /// exist. Returns the claims (for node pinning), or what is missing and where it is
+    /// referenced.
+    pub async fn check_references(
+        &self,
+        namespace: &str,
+        spec: &arca_api::PolicySpec,
+        rendered: &Rendered,
+    ) -> Result<std::result::Result<Vec<PersistentVolumeClaim>, String>> {
+        let account = self.check_service_account(namespace).await?;
+        let mounts = self.check_mounts(namespace, spec, rendered).await?;
+        Ok(match (account, mounts) {
+            (None, mounts) => mounts,
+            (Some(a), Ok(_)) => Err(a),
+            (Some(a), Err(m)) => Err(format!("{a}; {m}")),
+        })
+    }
+
+    /// What is wrong when the Jobs' service account (`--job-service-account`) does not
+    /// exist in `namespace`, or None (also when Jobs use the namespace's default account).
+    pub async fn check_service_account(&self, namespace: &str) -> Result<Option<String>> {
+        let Some(account) = &self.settings.service_account else {
+            return Ok(None);
+        };
+        // NB: without it the Job controller cannot create the Job's pods, and the Job
+        // would sit without a pod until its deadline. Metadata only, like Secrets.
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        Ok(accounts.get_metadata_opt(account).await?.is_none().then(|| {
+            format!(
+                "ServiceAccount {account:?} (the Jobs' service account, --job-service-account) does not exist in namespace {namespace}, so no Job pod could start: create it with `kubectl apply -n {namespace} -f manifests/job-serviceaccount.yaml`"
+            )
+        }))
+    }
+
     /// Check that every Secret and claim `rendered` mounts exists. Returns the claims (for
     /// node pinning), or what is missing and where it is referenced.
-    pub async fn check_references(
+    pub async fn check_mounts(
         &self,
         namespace: &str,
         spec: &arca_api::PolicySpec,
