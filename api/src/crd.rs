@@ -36,6 +36,8 @@ pub mod condition {
     pub const BACKUP_SUCCEEDED: &str = "BackupSucceeded";
     /// The newest successful snapshot is younger than the policy's `rpo`.
     pub const WITHIN_RPO: &str = "WithinRPO";
+    /// The most recent scheduled verification (`spec.verify`) passed.
+    pub const VERIFY_SUCCEEDED: &str = "VerifySucceeded";
     /// The restore finished successfully (RestoreRequest).
     pub const SUCCEEDED: &str = "Succeeded";
 }
@@ -107,7 +109,7 @@ impl JsonSchema for Timestamp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Condition type: Ready, BackupSucceeded, WithinRPO or Succeeded.
+    /// Condition type: Ready, BackupSucceeded, WithinRPO, VerifySucceeded or Succeeded.
     #[serde(rename = "type")]
     pub type_: String,
     /// True, False or Unknown.
@@ -134,7 +136,8 @@ pub struct BackupPolicyStatus {
     /// One word for `kubectl get`: Pending, Running, Succeeded, Failed, Suspended or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Ready (spec valid, references exist), BackupSucceeded (last run) and WithinRPO.
+    /// Ready (spec valid, references exist), BackupSucceeded (last run), WithinRPO and,
+    /// with spec.verify, VerifySucceeded (last verification).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -161,6 +164,40 @@ pub struct BackupPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub recent_runs: Vec<RunRecord>,
+    /// The most recent scheduled verification (spec.verify) of the newest snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification: Option<Verification>,
+    /// When the most recent successful verification finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_verification_time: Option<Timestamp>,
+}
+
+/// One finished verification: `arca verify --snapshot latest` in a Job, which re-reads every
+/// artifact at every destination and compares its digests (and, when deep, restores it into
+/// a scratch database or directory and compares the counts with the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// The Job that ran it.
+    pub job: String,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Timestamp>,
+    /// The scheduled time it ran for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<Timestamp>,
+    /// The snapshot verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Restored into scratch targets and counted, not only digests compared.
+    #[serde(default)]
+    pub deep: bool,
+    /// Every artifact at every destination passed.
+    #[serde(default)]
+    pub ok: bool,
+    /// What failed (shortened), or a summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One finished backup run.

@@ -32,6 +32,7 @@ use crate::duration::HumanDuration;
         printcolumn = r#"{"name": "Last Success", "type": "date", "jsonPath": ".status.lastSuccessTime"}"#,
         printcolumn = r#"{"name": "Snapshot", "type": "string", "jsonPath": ".status.lastSuccessfulSnapshot", "priority": 1}"#,
         printcolumn = r#"{"name": "Within RPO", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"WithinRPO\")].status", "priority": 1}"#,
+        printcolumn = r#"{"name": "Verified", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"VerifySucceeded\")].status", "priority": 1}"#,
         printcolumn = r#"{"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 1}"#,
         printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
     )

@@ -299,6 +299,7 @@ mod tests {
                 "Last Success",
                 "Snapshot",
                 "Within RPO",
+                "Verified",
                 "Next",
                 "Age"
             ]

@@ -239,6 +239,8 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
             .clone()
             .or_else(|| old.last_manual_trigger.clone()),
         recent_runs: runs,
+        last_verification: old.last_verification.clone(),
+        last_successful_verification_time: old.last_successful_verification_time,
     }
 }
 
