@@ -308,7 +308,7 @@ fn crd_copies_are_the_generated_bytes() {
 
 /// Metric names (with the suffixes Prometheus sees) the operator really exports.
 fn exported_metric_names() -> Vec<String> {
-    use arca_api::crd::{BackupPolicyStatus, Condition, Timestamp};
+    use arca_api::crd::{BackupPolicyStatus, Condition, Timestamp, Verification};
     let mut registry = prometheus_client::registry::Registry::default();
     let m = arca_operator::metrics::Metrics::register(&mut registry);
     m.backup_run("ns", "p", true, Some(1.0), Some(1));
@@ -317,22 +317,44 @@ fn exported_metric_names() -> Vec<String> {
     m.reconciled("backuppolicy");
     m.reconcile_error("backuppolicy", "x");
     m.set_leader(true);
+    m.verify_run("ns", "p", true);
+    let now = chrono::Utc::now();
+    let condition = |type_: &str, status: &str| Condition {
+        type_: type_.into(),
+        status: status.into(),
+        observed_generation: None,
+        last_transition_time: Timestamp::new(now),
+        reason: "R".into(),
+        message: String::new(),
+    };
+    // A policy with every optional series: an rpo, verification, runs of both kinds.
+    let mut spec: arca_api::PolicySpec = serde_yaml::from_str(
+        "schedule: '0 2 * * *'\nrpo: 26h\nverify: {schedule: '0 6 * * 0'}\n\
+         components: [{name: docs, files: {claimName: docs}}]\n\
+         destinations: [{name: d, claimName: backup}]\n",
+    )
+    .unwrap();
     m.policy_status(
         "ns",
         "p",
+        &spec,
+        now,
         &BackupPolicyStatus {
-            last_success_time: Some(Timestamp::new(chrono::Utc::now())),
-            conditions: vec![Condition {
-                type_: "WithinRPO".into(),
-                status: "False".into(),
-                observed_generation: None,
-                last_transition_time: Timestamp::new(chrono::Utc::now()),
-                reason: "RPOBreached".into(),
-                message: String::new(),
-            }],
+            last_success_time: Some(Timestamp::new(now)),
+            conditions: vec![
+                condition("WithinRPO", "False"),
+                condition("BackupSucceeded", "False"),
+            ],
+            last_verification: Some(Verification {
+                job: "v".into(),
+                ..Default::default()
+            }),
+            last_successful_verification_time: Some(Timestamp::new(now)),
             ..Default::default()
         },
     );
+    spec.rpo = None;
+    m.policy_status("ns", "q", &spec, now, &BackupPolicyStatus::default());
     let text = arca_operator::metrics::encode(&registry).unwrap();
     let mut names: Vec<String> = text
         .lines()
@@ -371,9 +393,22 @@ fn alerts_use_metrics_the_operator_exports() {
             "the PrometheusRule uses {name}, which arca-operator does not export (it exports {exported:?})"
         );
     }
-    // The two alerts the chart promises.
-    assert!(used.iter().any(|n| n == "arca_backup_within_rpo"));
-    assert!(used.iter().any(|n| n == "arca_backup_runs_total"));
+    // The alerts the chart promises: outside the RPO (measured by Prometheus, and the
+    // operator's WithinRPO), too old without an rpo, never succeeded, the last backup
+    // failed, the last verification failed.
+    for name in [
+        "arca_backup_rpo_seconds",
+        "arca_backup_within_rpo",
+        "arca_backup_last_success_timestamp_seconds",
+        "arca_backup_policy_created_timestamp_seconds",
+        "arca_backup_last_run_success",
+        "arca_verify_last_run_success",
+    ] {
+        assert!(
+            used.iter().any(|n| n == name),
+            "the PrometheusRule does not use {name}"
+        );
+    }
 }
 
 /// The `env:` of the operator container in manifests/install (name → literal value).

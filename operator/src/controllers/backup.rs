@@ -718,7 +718,13 @@ impl Reconciler<'_> {
             }
         }
 
-        ctx.metrics.policy_status(self.namespace, self.name, &new);
+        ctx.metrics.policy_status(
+            self.namespace,
+            self.name,
+            &self.policy.spec,
+            input.created,
+            &new,
+        );
         let reference = self.reference();
         for r in &new_runs {
             if !ctx.first_count(&format!("{}/{}", self.namespace, r.job)) {
