@@ -20,7 +20,7 @@ pub mod labels {
     pub const NAME: &str = "app.kubernetes.io/name";
     /// Value of [`NAME`].
     pub const APP_NAME: &str = "arca";
-    /// `app.kubernetes.io/component`: `backup` or `restore`.
+    /// `app.kubernetes.io/component`: `backup`, `verify` or `restore`.
     pub const COMPONENT: &str = "app.kubernetes.io/component";
     /// `app.kubernetes.io/instance`: the policy's name.
     pub const INSTANCE: &str = "app.kubernetes.io/instance";
@@ -28,8 +28,8 @@ pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// Value of [`MANAGED_BY`].
     pub const MANAGER: &str = "arca-operator";
-    /// The policy whose data a Job touches (backup and restore Jobs); one Job per policy
-    /// runs at a time.
+    /// The policy whose data a Job touches (backup, verify and restore Jobs); one Job per
+    /// policy runs at a time.
     pub const POLICY: &str = "arca.dev/policy";
     /// The RestoreRequest a restore Job belongs to.
     pub const RESTORE: &str = "arca.dev/restore";
@@ -40,6 +40,8 @@ pub mod labels {
     pub const COMPONENT_BACKUP: &str = "backup";
     /// Value of [`COMPONENT`] on restore Jobs.
     pub const COMPONENT_RESTORE: &str = "restore";
+    /// Value of [`COMPONENT`] on verify Jobs (`spec.verify`).
+    pub const COMPONENT_VERIFY: &str = "verify";
 }
 
 /// Annotations the operator reads or writes.
@@ -53,10 +55,12 @@ pub mod annotations {
     pub const RUN_AS_GROUP: &str = "arca.dev/run-as-group";
     /// On a BackupPolicy: overrides the Job's `fsGroup` (`none` leaves it unset).
     pub const FS_GROUP: &str = "arca.dev/fs-group";
-    /// On a backup Job: `schedule` or `manual`.
+    /// On a backup or verify Job: `schedule` or `manual`.
     pub const TRIGGER: &str = "arca.dev/trigger";
-    /// On a scheduled backup Job: the scheduled time it runs for (RFC 3339).
+    /// On a scheduled backup or verify Job: the scheduled time it runs for (RFC 3339).
     pub const SCHEDULED_TIME: &str = "arca.dev/scheduled-time";
+    /// On a verify Job: `true` when it runs `arca verify --deep`.
+    pub const VERIFY_DEEP: &str = "arca.dev/verify-deep";
     /// On a manual backup Job: the `arca.dev/backup-now` value it runs for.
     pub const MANUAL_TRIGGER: &str = "arca.dev/manual-trigger";
     /// On a Job: the workloads it scales down (`Deployment/a,StatefulSet/b`).
@@ -90,13 +94,16 @@ pub mod reasons {
     pub const MISSING_REFERENCE: &str = "MissingReference";
     /// Ready=False: the claims are mounted on different nodes.
     pub const UNSCHEDULABLE: &str = "Unschedulable";
-    /// BackupSucceeded=Unknown: no run finished yet.
+    /// Ready=False: `spec.verify` is set and snapshots are encrypted, but no
+    /// `encryption.ageIdentitySecretRef` says how verify Jobs decrypt them (backups still run).
+    pub const VERIFY_NEEDS_IDENTITY: &str = "VerifyNeedsIdentity";
+    /// BackupSucceeded=Unknown / VerifySucceeded=Unknown: no run finished yet.
     pub const NO_RUN_YET: &str = "NoRunYet";
     /// BackupSucceeded=Unknown: a run is in progress (the previous outcome is kept).
     pub const RUNNING: &str = "Running";
-    /// BackupSucceeded=True / Succeeded=True.
+    /// BackupSucceeded=True / VerifySucceeded=True / Succeeded=True.
     pub const SUCCEEDED: &str = "Succeeded";
-    /// BackupSucceeded=False / Succeeded=False: the Job failed.
+    /// BackupSucceeded=False / VerifySucceeded=False / Succeeded=False: the Job failed.
     pub const FAILED: &str = "Failed";
     /// The workloads did not stop in time.
     pub const QUIESCE_TIMEOUT: &str = "QuiesceTimeout";
@@ -138,6 +145,12 @@ pub mod events {
     pub const SCALED_DOWN: &str = "ScaledDown";
     /// Workloads were scaled back.
     pub const SCALED_UP: &str = "ScaledUp";
+    /// A verify Job was created.
+    pub const VERIFY_STARTED: &str = "VerifyStarted";
+    /// A verification passed.
+    pub const VERIFY_SUCCEEDED: &str = "VerifySucceeded";
+    /// A verification failed.
+    pub const VERIFY_FAILED: &str = "VerifyFailed";
     /// A restore Job was created.
     pub const RESTORE_STARTED: &str = "RestoreStarted";
     /// A restore succeeded.
@@ -176,7 +189,7 @@ pub mod paths {
 pub mod config_keys {
     /// The config backup Jobs read (no age identity).
     pub const BACKUP: &str = "backup.yaml";
-    /// The config restore Jobs read (with the age identity file).
+    /// The config restore and verify Jobs read (with the age identity file).
     pub const RESTORE: &str = "restore.yaml";
 }
 

@@ -134,6 +134,16 @@ pub fn backup_job_name(policy: &str, due: &Due, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The Job name of a scheduled verification: `<policy>-verify-<YYYYMMDDHHMM>` (one Job per
+/// scheduled time).
+pub fn verify_job_name(policy: &str, scheduled: DateTime<Utc>) -> String {
+    format!(
+        "{}-verify-{}",
+        fit_name(policy, 43),
+        scheduled.format("%Y%m%d%H%M")
+    )
+}
+
 /// The Job name of a restore: `<request>-restore`.
 pub fn restore_job_name(request: &str) -> String {
     format!("{}-restore", fit_name(request, 55))
@@ -295,6 +305,71 @@ pub fn backup_job(
         parts,
         BTreeMap::new(),
     )
+}
+
+/// The arguments of `arca verify` for the newest snapshot.
+pub fn verify_args(deep: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "verify".into(),
+        "--config".into(),
+        paths::CONFIG_FILE.into(),
+        "--snapshot".into(),
+        "latest".into(),
+    ];
+    if deep {
+        args.push("--deep".into());
+    }
+    args.push("--result-file".into());
+    args.push(paths::TERMINATION_LOG.into());
+    args
+}
+
+/// The verify Job of `policy` for its scheduled time `scheduled`: `arca verify` of the
+/// newest snapshot at every destination, reading the restore config (with the age
+/// identity). `parts.rendered` is the policy rendered in [`crate::render::Mode::Verify`].
+pub fn verify_job(
+    policy: &BackupPolicy,
+    scheduled: DateTime<Utc>,
+    deep: bool,
+    parts: &JobParts<'_>,
+) -> Result<Job> {
+    let name = policy
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("name"))?;
+    let job_name = verify_job_name(&name, scheduled);
+    let annotations = BTreeMap::from([
+        (
+            annotations::TRIGGER.to_string(),
+            triggers::SCHEDULE.to_string(),
+        ),
+        (
+            annotations::SCHEDULED_TIME.to_string(),
+            Timestamp::new(scheduled).to_string(),
+        ),
+        (annotations::VERIFY_DEEP.to_string(), deep.to_string()),
+    ]);
+    build_job(
+        policy,
+        &name,
+        labels::COMPONENT_VERIFY,
+        &job_name,
+        annotations,
+        config_keys::RESTORE,
+        verify_args(deep),
+        parts,
+        BTreeMap::new(),
+    )
+}
+
+/// True for a verify Job (by its component label).
+pub fn is_verify_job(job: &Job) -> bool {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::COMPONENT))
+        .is_some_and(|c| c == labels::COMPONENT_VERIFY)
 }
 
 /// The arguments of `arca restore` for `spec` on policy `policy`.
@@ -900,6 +975,119 @@ mod tests {
             .contains("arca.dev/run-as-user"));
     }
 
+    fn verify(spec: arca_api::PolicySpec, deep: bool) -> Job {
+        let policy = testdata::policy("orthanc", spec.clone());
+        let rendered = render(&spec, &Mode::Verify);
+        let s = settings();
+        let parts = JobParts {
+            rendered: &rendered,
+            settings: &s,
+            run_as: run_as(&s, None).unwrap(),
+            placement: &Placement::default(),
+            suspend: false,
+            scale_down: &[],
+        };
+        verify_job(&policy, scheduled().scheduled.unwrap(), deep, &parts).unwrap()
+    }
+
+    #[test]
+    fn verify_job_runs_arca_verify_of_the_latest_snapshot() {
+        let job = verify(testdata::full_spec(), true);
+        assert_eq!(
+            container(&job).args.as_ref().unwrap().join(" "),
+            "verify --config /etc/arca/job.yaml --snapshot latest --deep --result-file /dev/termination-log"
+        );
+        let shallow = verify(testdata::full_spec(), false);
+        assert!(!container(&shallow)
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--deep".to_string()));
+        let meta = &job.metadata;
+        assert_eq!(meta.name.as_deref(), Some("orthanc-verify-202611230215"));
+        let l = meta.labels.as_ref().unwrap();
+        assert_eq!(l["app.kubernetes.io/component"], "verify");
+        assert_eq!(l["arca.dev/policy"], "orthanc");
+        let a = meta.annotations.as_ref().unwrap();
+        assert_eq!(a["arca.dev/scheduled-time"], "2026-11-23T02:15:00Z");
+        assert_eq!(a["arca.dev/verify-deep"], "true");
+        assert!(!a.contains_key("arca.dev/scale-down"));
+        assert_eq!(
+            meta.owner_references.as_ref().unwrap()[0].kind,
+            "BackupPolicy"
+        );
+        assert!(is_verify_job(&job));
+        assert!(!is_verify_job(&build(
+            testdata::full_spec(),
+            Placement::default(),
+            false
+        )));
+        // Never suspended: a verification scales nothing down.
+        assert_eq!(job.spec.as_ref().unwrap().suspend, Some(false));
+    }
+
+    #[test]
+    fn verify_job_mounts_the_identity_read_only_and_no_source() {
+        let job = verify(testdata::full_spec(), true);
+        let p = pod(&job);
+        let volumes = p.volumes.as_ref().unwrap();
+        let identity = volumes
+            .iter()
+            .find(|v| {
+                v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("age-identity")
+            })
+            .expect("the age identity is mounted");
+        let secret = identity.secret.as_ref().unwrap();
+        assert_eq!(secret.default_mode, Some(0o400));
+        assert_eq!(secret.items.as_ref().unwrap()[0].key, "key.txt");
+        let mounts = container(&job).volume_mounts.as_ref().unwrap();
+        let m = mounts.iter().find(|m| m.name == identity.name).unwrap();
+        assert_eq!(m.read_only, Some(true));
+        assert_eq!(m.mount_path, "/run/secrets/arca/age-identity");
+        // Sources are never mounted: only the destination claim.
+        let claims: Vec<&str> = volumes
+            .iter()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.as_str())
+            .collect();
+        assert_eq!(claims, vec!["backup-disk"]);
+        assert!(mounts.iter().all(|m| !m.mount_path.starts_with("/sources")));
+        // The config with the identity file.
+        let cfg = volumes.iter().find(|v| v.name == "config").unwrap();
+        assert_eq!(
+            cfg.config_map.as_ref().unwrap().items.as_ref().unwrap()[0].key,
+            "restore.yaml"
+        );
+        // The backup Job of the same policy holds public keys only.
+        let backup = build(testdata::full_spec(), Placement::default(), false);
+        assert!(pod(&backup).volumes.as_ref().unwrap().iter().all(|v| {
+            v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) != Some("age-identity")
+        }));
+    }
+
+    #[test]
+    fn verify_job_is_locked_down_like_a_backup_job() {
+        let v = verify(testdata::full_spec(), true);
+        let b = build(testdata::full_spec(), Placement::default(), false);
+        assert_eq!(pod(&v).security_context, pod(&b).security_context);
+        assert_eq!(
+            container(&v).security_context,
+            container(&b).security_context
+        );
+        assert_eq!(pod(&v).automount_service_account_token, Some(false));
+        assert_eq!(pod(&v).service_account_name, pod(&b).service_account_name);
+        assert_eq!(container(&v).resources, container(&b).resources);
+        assert_eq!(container(&v).env, container(&b).env);
+        let (vs, bs) = (v.spec.as_ref().unwrap(), b.spec.as_ref().unwrap());
+        assert_eq!(vs.backoff_limit, Some(0));
+        assert_eq!(vs.active_deadline_seconds, bs.active_deadline_seconds);
+        assert_eq!(vs.ttl_seconds_after_finished, bs.ttl_seconds_after_finished);
+        assert_eq!(
+            container(&v).termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+    }
+
     #[test]
     fn names_fit_kubernetes_limits() {
         let long = "a".repeat(63);
@@ -917,6 +1105,8 @@ mod tests {
         );
         let r = restore_job_name(&"r".repeat(253));
         assert!(r.len() <= 63 && r.ends_with("-restore"), "{r}");
+        let v = verify_job_name(&long, scheduled().scheduled.unwrap());
+        assert!(v.len() <= 63 && v.contains("-verify-"), "{v}");
         assert_eq!(label_value("short"), "short");
         assert_eq!(fit_name("abc", 63), "abc");
     }

@@ -32,6 +32,12 @@ pub enum Mode {
         /// Restore into this claim instead of in place.
         to_claim: Option<ClaimTarget>,
     },
+    /// `arca verify`: the age identity and the database credentials (a deep verify
+    /// restores into scratch databases on the same servers) mounted, destinations
+    /// writable (verification records are written beside the snapshots), and no source
+    /// claim at all: a verification never touches live data. The config is the restore
+    /// config (same paths).
+    Verify,
 }
 
 /// The result of [`render`].
@@ -191,24 +197,31 @@ pub fn render(spec: &PolicySpec, mode: &Mode) -> Rendered {
     let mut b = Builder::default();
     let mut out = spec.clone();
     let (restore, selected) = match mode {
-        Mode::Backup => (false, Vec::new()),
+        Mode::Backup | Mode::Verify => (false, Vec::new()),
         Mode::Restore { components, .. } => (true, components.clone()),
     };
+    let verify = matches!(mode, Mode::Verify);
     let writable_source =
         |c: &Component| restore && (selected.is_empty() || selected.contains(&c.name));
 
     for c in &mut out.components {
         let writable = writable_source(c);
         let dir = source_dir(&c.name);
+        // NB: a verify Job keeps the paths (its config is the restore config) but does
+        // not mount the claims.
         if let Some(f) = &mut c.files {
             if let Some(claim) = f.claim_name.take() {
-                b.mount_claim(&claim, dir.clone(), writable);
+                if !verify {
+                    b.mount_claim(&claim, dir.clone(), writable);
+                }
                 f.path = Some(join(&dir, f.sub_path.take().as_deref()));
             }
         }
         if let Some(s) = &mut c.sqlite {
             if let Some(claim) = s.claim_name.take() {
-                b.mount_claim(&claim, dir.clone(), writable);
+                if !verify {
+                    b.mount_claim(&claim, dir.clone(), writable);
+                }
                 s.path = Some(join(&dir, s.sub_path.take().as_deref()));
             }
         }
@@ -236,7 +249,7 @@ pub fn render(spec: &PolicySpec, mode: &Mode) -> Rendered {
     if let Some(enc) = &mut out.encryption {
         let identity = enc.age_identity_secret_ref.take();
         enc.age_identity_file = None;
-        if restore {
+        if restore || verify {
             if let Some(r) = identity {
                 enc.age_identity_file = Some(b.secret_file(&r));
             }
@@ -433,6 +446,50 @@ mod tests {
         assert!(enc.age_identity_file.is_none());
         assert!(enc.age_identity_secret_ref.is_none());
         assert_eq!(enc.age_recipients.len(), 1);
+    }
+
+    #[test]
+    fn verify_mounts_the_identity_and_destinations_but_no_source() {
+        let r = render(&testdata::full_spec(), &Mode::Verify);
+        assert!(r.secrets.contains(&"age-identity".to_string()));
+        // Deep verifies restore into scratch databases: the credentials are there.
+        assert!(r.secrets.contains(&"pg-credentials".to_string()));
+        // The destination claim (writable: verification records), never the sources.
+        assert_eq!(r.claims, vec!["backup-disk".to_string()]);
+        assert!(r
+            .mounts
+            .iter()
+            .all(|m| !m.mount_path.starts_with("/sources")));
+        let dest = r
+            .mounts
+            .iter()
+            .find(|m| m.mount_path == "/destinations/local")
+            .unwrap();
+        assert_eq!(dest.read_only, Some(false));
+        let identity = r
+            .mounts
+            .iter()
+            .find(|m| m.mount_path == "/run/secrets/arca/age-identity")
+            .unwrap();
+        assert_eq!(identity.read_only, Some(true));
+    }
+
+    #[test]
+    fn verify_reads_the_restore_config() {
+        // Verify Jobs mount the ConfigMap's restore.yaml: the rendered files must agree.
+        let verify = render(&testdata::full_spec(), &Mode::Verify);
+        let restore = render(
+            &testdata::full_spec(),
+            &Mode::Restore {
+                components: vec![],
+                to_claim: None,
+            },
+        );
+        assert_eq!(verify.spec, restore.spec);
+        assert_eq!(
+            verify.spec.encryption.unwrap().age_identity_file.as_deref(),
+            Some("/run/secrets/arca/age-identity/key.txt")
+        );
     }
 
     #[test]

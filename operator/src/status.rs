@@ -3,7 +3,7 @@
 //! and the transitions worth an Event. Nothing here reads the clock or the API.
 
 use arca_api::crd::{
-    condition, condition_status, BackupPolicyStatus, Condition, RunRecord, Timestamp,
+    condition, condition_status, BackupPolicyStatus, Condition, RunRecord, Timestamp, Verification,
 };
 use arca_api::HumanDuration;
 use chrono::{DateTime, Utc};
@@ -73,25 +73,6 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// What `Ready` says about `spec.verify`, which arca-operator does not run yet.
-pub const VERIFY_NOTE: &str = "note: spec.verify is not run by arca-operator (only by the compose daemon); test restores with a RestoreRequest using toDatabase/toClaim, or run `arca verify` in a Job";
-
-/// Append `note` to a `Ready=True` message (once). A valid policy stays valid; the note
-/// only tells the admin that a field has no effect here.
-pub fn note_ready(conditions: &mut [Condition], note: &str) {
-    if let Some(c) = conditions
-        .iter_mut()
-        .find(|c| c.type_ == condition::READY && c.status == condition_status::TRUE)
-    {
-        if !c.message.contains(note) {
-            c.message = crate::outcome::shorten(
-                &format!("{}; {note}", c.message),
-                crate::constants::MAX_MESSAGE,
-            );
-        }
-    }
-}
-
 /// Everything [`backup_status`] needs.
 #[derive(Debug, Clone)]
 pub struct BackupStatusInput<'a> {
@@ -119,6 +100,13 @@ pub struct BackupStatusInput<'a> {
     pub last_manual_trigger: Option<String>,
     /// `spec.rpo`.
     pub rpo: Option<HumanDuration>,
+    /// `spec.verify` is set: report the VerifySucceeded condition.
+    pub verify: bool,
+    /// Why scheduled verifications cannot run (Ready=False with this reason and message);
+    /// backups are not affected.
+    pub verify_problem: Option<(&'static str, String)>,
+    /// Verifications that finished since the last write, oldest first.
+    pub new_verifications: Vec<Verification>,
 }
 
 /// The status a BackupPolicy should have.
@@ -147,14 +135,20 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
         }
     }
 
-    let ready = match &i.ready {
-        Ok(()) => Wanted {
+    let ready = match (&i.ready, &i.verify_problem) {
+        (Ok(()), None) => Wanted {
             type_: condition::READY,
             status: condition_status::TRUE,
             reason: reasons::VALID,
             message: "the policy is valid and everything it references exists".into(),
         },
-        Err((reason, message)) => Wanted {
+        (Ok(()), Some((reason, message))) => Wanted {
+            type_: condition::READY,
+            status: condition_status::FALSE,
+            reason,
+            message: format!("{message} (backups still run; verifications do not)"),
+        },
+        (Err((reason, message)), _) => Wanted {
             type_: condition::READY,
             status: condition_status::FALSE,
             reason,
@@ -199,8 +193,26 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
         i.now,
     );
 
-    let conditions = [ready, succeeded, rpo]
+    let mut last_verification = old.last_verification.clone();
+    let mut last_successful_verification_time = old.last_successful_verification_time;
+    for v in &i.new_verifications {
+        if last_verification
+            .as_ref()
+            .is_none_or(|l| l.job == v.job || v.time >= l.time)
+        {
+            last_verification = Some(v.clone());
+        }
+        if v.ok && v.time > last_successful_verification_time {
+            last_successful_verification_time = v.time;
+        }
+    }
+    let verified = i
+        .verify
+        .then(|| verify_condition(last_verification.as_ref()));
+
+    let conditions = [Some(ready), Some(succeeded), Some(rpo), verified]
         .into_iter()
+        .flatten()
         .map(|w| condition_from(&old.conditions, w, i.generation, i.now))
         .collect();
 
@@ -239,8 +251,40 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
             .clone()
             .or_else(|| old.last_manual_trigger.clone()),
         recent_runs: runs,
-        last_verification: old.last_verification.clone(),
-        last_successful_verification_time: old.last_successful_verification_time,
+        last_verification,
+        last_successful_verification_time,
+    }
+}
+
+/// The VerifySucceeded condition: the outcome of the most recent verification.
+fn verify_condition(last: Option<&Verification>) -> Wanted<'static> {
+    match last {
+        Some(v) if v.ok => Wanted {
+            type_: condition::VERIFY_SUCCEEDED,
+            status: condition_status::TRUE,
+            reason: reasons::SUCCEEDED,
+            message: format!(
+                "{} succeeded: {}",
+                v.job,
+                v.message.as_deref().unwrap_or("verified")
+            ),
+        },
+        Some(v) => Wanted {
+            type_: condition::VERIFY_SUCCEEDED,
+            status: condition_status::FALSE,
+            reason: reasons::FAILED,
+            message: format!(
+                "{} failed: {}",
+                v.job,
+                v.message.as_deref().unwrap_or("no details")
+            ),
+        },
+        None => Wanted {
+            type_: condition::VERIFY_SUCCEEDED,
+            status: condition_status::UNKNOWN,
+            reason: reasons::NO_RUN_YET,
+            message: "no verification has finished yet".into(),
+        },
     }
 }
 
@@ -355,26 +399,6 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    #[test]
-    fn ready_notes_fields_the_operator_does_not_run() {
-        let mut cs = vec![Condition {
-            type_: condition::READY.into(),
-            status: condition_status::TRUE.into(),
-            observed_generation: Some(1),
-            last_transition_time: Timestamp::new(chrono::Utc::now()),
-            reason: "Valid".into(),
-            message: "valid".into(),
-        }];
-        note_ready(&mut cs, VERIFY_NOTE);
-        note_ready(&mut cs, VERIFY_NOTE);
-        assert_eq!(cs[0].message.matches("spec.verify").count(), 1);
-        assert_eq!(cs[0].status, condition_status::TRUE);
-        cs[0].status = condition_status::FALSE.into();
-        cs[0].message = "bad".into();
-        note_ready(&mut cs, VERIFY_NOTE);
-        assert_eq!(cs[0].message, "bad");
-    }
-
     use super::*;
     use chrono::{TimeDelta, TimeZone};
 
@@ -412,6 +436,9 @@ mod tests {
             next_schedule_time: Some(t(5, 0)),
             last_manual_trigger: None,
             rpo: Some("26h".parse().unwrap()),
+            verify: false,
+            verify_problem: None,
+            new_verifications: vec![],
         }
     }
 
@@ -625,5 +652,98 @@ mod tests {
         let tr = transitions(&first.conditions, &second.conditions);
         assert_eq!(tr.len(), 1);
         assert_eq!(tr[0].reason, "MissingReference");
+    }
+
+    fn verification(job: &str, ok: bool, at: DateTime<Utc>) -> Verification {
+        Verification {
+            job: job.into(),
+            time: Some(Timestamp::new(at)),
+            snapshot: Some("20261123T020002Z".into()),
+            deep: true,
+            ok,
+            message: Some(if ok { "verified" } else { "digest mismatch" }.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verify_condition_only_with_spec_verify() {
+        let old = BackupPolicyStatus::default();
+        let s = backup_status(&input(&old));
+        assert!(find(&s.conditions, "VerifySucceeded").is_none());
+        let mut i = input(&old);
+        i.verify = true;
+        let s = backup_status(&i);
+        let c = cond(&s, "VerifySucceeded");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "NoRunYet")
+        );
+        assert!(s.last_verification.is_none());
+    }
+
+    #[test]
+    fn verifications_set_the_condition_and_keep_the_last_success_time() {
+        let old = BackupPolicyStatus::default();
+        let mut i = input(&old);
+        i.verify = true;
+        i.new_verifications = vec![verification("p-verify-1", true, t(3, 30))];
+        let first = backup_status(&i);
+        let c = cond(&first, "VerifySucceeded");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "Succeeded")
+        );
+        assert_eq!(
+            first.last_successful_verification_time,
+            Some(Timestamp::new(t(3, 30)))
+        );
+        let mut i = input(&first);
+        i.verify = true;
+        i.new_verifications = vec![verification("p-verify-2", false, t(3, 50))];
+        let second = backup_status(&i);
+        let c = cond(&second, "VerifySucceeded");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Failed"));
+        assert!(
+            c.message.contains("p-verify-2 failed: digest mismatch"),
+            "{}",
+            c.message
+        );
+        assert_eq!(
+            second.last_verification.as_ref().map(|v| v.job.as_str()),
+            Some("p-verify-2")
+        );
+        // The last success is kept through a failure.
+        assert_eq!(
+            second.last_successful_verification_time,
+            Some(Timestamp::new(t(3, 30)))
+        );
+        // A verification failure is no backup failure.
+        assert_eq!(second.state.as_deref(), Some("Pending"));
+        assert_eq!(cond(&second, "Ready").status, "True");
+        // A transition worth an Event.
+        let tr = transitions(&first.conditions, &second.conditions);
+        assert_eq!(tr.len(), 1);
+        assert_eq!(tr[0].type_, "VerifySucceeded");
+    }
+
+    #[test]
+    fn a_verify_problem_makes_ready_false_but_backups_keep_their_schedule() {
+        let old = BackupPolicyStatus::default();
+        let mut i = input(&old);
+        i.verify = true;
+        i.verify_problem = Some((
+            "VerifyNeedsIdentity",
+            "verify: add encryption.ageIdentitySecretRef".into(),
+        ));
+        let s = backup_status(&i);
+        let c = cond(&s, "Ready");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "VerifyNeedsIdentity")
+        );
+        assert!(c.message.contains("backups still run"), "{}", c.message);
+        assert_eq!(s.state.as_deref(), Some("Pending"));
+        assert_eq!(s.next_schedule_time, Some(Timestamp::new(t(5, 0))));
     }
 }

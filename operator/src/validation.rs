@@ -17,6 +17,8 @@ use chrono::DateTime;
 pub struct ValidPolicy {
     /// The schedule in its time zone (None: manual runs only).
     pub schedule: Option<Schedule>,
+    /// The `verify.schedule` in the policy's time zone (None: no scheduled verification).
+    pub verify_schedule: Option<Schedule>,
 }
 
 /// Join problems into one status message.
@@ -37,6 +39,20 @@ pub fn validate_policy(name: &str, spec: &PolicySpec) -> Result<ValidPolicy, Vec
             Ok(s) => schedule = Some(s),
             Err(e) => {
                 let msg = format!("schedule: {e}");
+                let tz = format!("timeZone: {e}");
+                if !problems.contains(&msg) && !problems.contains(&tz) {
+                    problems.push(msg);
+                }
+            }
+        }
+    }
+    let mut verify_schedule = None;
+    if let Some(v) = &spec.verify {
+        // Same time zone as the backups.
+        match Schedule::parse(&v.schedule, spec.time_zone.as_deref()) {
+            Ok(s) => verify_schedule = Some(s),
+            Err(e) => {
+                let msg = format!("verify.schedule: {e}");
                 let tz = format!("timeZone: {e}");
                 if !problems.contains(&msg) && !problems.contains(&tz) {
                     problems.push(msg);
@@ -109,10 +125,27 @@ pub fn validate_policy(name: &str, spec: &PolicySpec) -> Result<ValidPolicy, Vec
         }
     }
     if problems.is_empty() {
-        Ok(ValidPolicy { schedule })
+        Ok(ValidPolicy {
+            schedule,
+            verify_schedule,
+        })
     } else {
         Err(problems)
     }
+}
+
+/// Why `spec.verify` cannot run in a cluster, or None. Backups do not need it (they hold
+/// public keys only), so this never stops them; the verify Job does: it must decrypt.
+pub fn verify_problem(spec: &PolicySpec) -> Option<String> {
+    spec.verify.as_ref()?;
+    let enc = spec.encryption.as_ref()?;
+    if enc.age_recipients.is_empty() || enc.age_identity_secret_ref.is_some() {
+        return None;
+    }
+    Some(
+        "verify: snapshots are encrypted but encryption.ageIdentitySecretRef is not set, so verify Jobs cannot decrypt them: add encryption.ageIdentitySecretRef {name, key} naming the Secret key that holds the age identity (`arca keygen` prints one), or remove verify"
+            .into(),
+    )
 }
 
 /// Every `*SecretRef` of `spec` with its field path.
@@ -529,6 +562,54 @@ mod tests {
             p.iter().any(|m| m.contains("database file's path")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn verify_schedule_is_read_in_the_policy_time_zone() {
+        let mut spec = testdata::full_spec();
+        spec.verify = Some(arca_api::VerifySchedule {
+            schedule: "0 6 * * 0".into(),
+            deep: None,
+        });
+        let v = validate_policy("orthanc", &spec).unwrap();
+        let next = v
+            .verify_schedule
+            .unwrap()
+            .next_after("2026-11-23T00:00:00Z".parse().unwrap())
+            .unwrap();
+        // Sunday 06:00 in Zurich (UTC+1 in November).
+        assert_eq!(next.to_rfc3339(), "2026-11-29T05:00:00+00:00");
+        spec.verify = Some(arca_api::VerifySchedule {
+            schedule: "weekly".into(),
+            deep: None,
+        });
+        let problems = validate_policy("orthanc", &spec).unwrap_err();
+        assert_eq!(
+            problems
+                .iter()
+                .filter(|p| p.starts_with("verify.schedule"))
+                .count(),
+            1,
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn verify_of_encrypted_snapshots_needs_the_identity() {
+        let mut spec = testdata::full_spec();
+        assert_eq!(verify_problem(&spec), None, "no verify, no problem");
+        spec.verify = Some(arca_api::VerifySchedule {
+            schedule: "0 6 * * 0".into(),
+            deep: Some(true),
+        });
+        assert_eq!(verify_problem(&spec), None, "the fixture has an identity");
+        spec.encryption.as_mut().unwrap().age_identity_secret_ref = None;
+        let p = verify_problem(&spec).unwrap();
+        assert!(p.contains("encryption.ageIdentitySecretRef"), "{p}");
+        // Still a valid policy: backups do not need the identity.
+        assert!(validate_policy("orthanc", &spec).is_ok());
+        spec.encryption = None;
+        assert_eq!(verify_problem(&spec), None, "plain snapshots need no key");
     }
 
     #[test]

@@ -215,8 +215,12 @@ fn the_examples_say_what_they_promise() {
     let names: Vec<&str> = s.spec.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["globals", "main", "audit"]);
     assert!(s.spec.components[0].postgres_globals.is_some());
-    // GNUmed: roles first.
-    assert!(spec("gnumed").spec.components[0].postgres_globals.is_some());
+    // GNUmed: roles first; a weekly deep restore test, which can decrypt.
+    let g = spec("gnumed");
+    assert!(g.spec.components[0].postgres_globals.is_some());
+    let v = g.spec.verify.as_ref().expect("gnumed verifies its backups");
+    assert_eq!(v.deep, Some(true));
+    assert!(arca_operator::validation::verify_problem(&g.spec).is_none());
     // Elexis: MariaDB and a document volume.
     let e = spec("elexis");
     assert!(e.spec.components[0].mysql.is_some());

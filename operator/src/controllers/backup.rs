@@ -6,7 +6,8 @@
 //! 4. validate the spec and check that its Secrets and claims exist;
 //! 5. decide what is due ([`crate::scheduling`]) and start it when no other Job of the
 //!    policy runs (cold backups: create the Job suspended, record and scale the workloads
-//!    to zero, release the Job once their pods are gone);
+//!    to zero, release the Job once their pods are gone); a scheduled verification
+//!    (`spec.verify`) starts when no backup is due and no other Job of the policy runs;
 //! 6. compute the status ([`crate::status`]), apply it when it changed, emit Events for
 //!    transitions and finished runs;
 //! 7. requeue at the next scheduled time, the RPO deadline or the next quiesce check.
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use arca_api::crd::{
     condition, condition_status, BackupPolicy, BackupPolicyStatus, RunRecord, Timestamp,
+    Verification,
 };
 use arca_api::WorkloadRef;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -42,7 +44,7 @@ use crate::constants::{annotations, events, reasons, triggers, FIELD_MANAGER};
 use crate::error::{is_already_exists, Error, Result};
 use crate::jobs::{self, JobParts};
 use crate::outcome::{job_state, outcome, to_chrono, JobOutcome, JobState};
-use crate::render::{render, Mode};
+use crate::render::{render, Mode, Rendered};
 use crate::scaling::{owner_tag, ScaleDown, Scaler};
 use crate::scheduling::{plan, Due, ScheduleInput, DEFAULT_STARTING_DEADLINE};
 use crate::status::{
@@ -58,6 +60,11 @@ const KIND: &str = "BackupPolicy";
 const BLOCKED_POLL: Duration = Duration::from_secs(30);
 /// Safety net while a Job runs (its changes trigger reconciles anyway).
 const ACTIVE_POLL: Duration = Duration::from_secs(600);
+/// How often to look again while a Secret or claim only verifications need is missing.
+const VERIFY_RETRY: Duration = Duration::from_secs(60);
+/// A scheduled verification missed (operator down) or held up (a long backup or restore of
+/// the policy runs) by less than this still runs, once.
+const VERIFY_STARTING_DEADLINE: TimeDelta = TimeDelta::hours(24);
 
 /// Reconcile one BackupPolicy.
 pub async fn reconcile(
@@ -217,6 +224,21 @@ impl Reconciler<'_> {
         // 1. Observe.
         let all = ctx.jobs_of_policy(self.namespace, self.name);
         let (own, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|j| owned_by(j, &uid));
+        // Verify Jobs are the policy's too, but not backup runs.
+        let (verify_own, own): (Vec<_>, Vec<_>) =
+            own.into_iter().partition(|j| jobs::is_verify_job(j));
+        let verify_active = verify_own.iter().find(|j| is_active(j)).cloned();
+        let mut verify_unrecorded: Vec<Arc<Job>> = verify_own
+            .iter()
+            .filter(|j| !is_active(j) && !is_recorded(j))
+            .filter(|j| {
+                old.last_verification
+                    .as_ref()
+                    .is_none_or(|v| Some(&v.job) != j.metadata.name.as_ref())
+            })
+            .cloned()
+            .collect();
+        verify_unrecorded.sort_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
         let mut active: Option<Arc<Job>> = own
             .iter()
             .filter(|j| is_active(j))
@@ -237,11 +259,13 @@ impl Reconciler<'_> {
         // Finished Jobs already in the status but not yet marked (a crash after the write).
         let to_mark: Vec<String> = own
             .iter()
+            .chain(verify_own.iter())
             .filter(|j| !is_active(j) && !is_recorded(j))
             .filter_map(|j| j.metadata.name.clone())
             .collect();
 
         let mut new_runs: Vec<RunRecord> = Vec::new();
+        let mut new_verifications: Vec<Verification> = Vec::new();
 
         // A run the status calls active whose Job is gone (deleted before it reported).
         if let Some(lost) = &old.active_job {
@@ -304,6 +328,10 @@ impl Reconciler<'_> {
             let out = outcome(j, pod.as_ref());
             new_runs.push(run_record(j, &out));
         }
+        for j in &verify_unrecorded {
+            let pod = ctx.job_pod(self.namespace, &j.name_any()).await?;
+            new_verifications.push(verification_record(j, &outcome(j, pod.as_ref()), now));
+        }
 
         // 4. Validate.
         let valid = validate_policy(self.name, spec).and_then(|v| {
@@ -331,6 +359,9 @@ impl Reconciler<'_> {
                         next_schedule_time: None,
                         last_manual_trigger: None,
                         rpo: spec.rpo,
+                        verify: spec.verify.is_some(),
+                        verify_problem: None,
+                        new_verifications,
                     },
                     &to_mark,
                 )
@@ -375,11 +406,48 @@ impl Reconciler<'_> {
         if let Some(skipped) = schedule_plan.skipped {
             tracing::info!(scheduled = %Timestamp::new(skipped), "missed a scheduled run by more than the starting deadline; skipped");
         }
-        let blocked = active.is_some() || other_active.is_some();
+        let blocked = active.is_some() || other_active.is_some() || verify_active.is_some();
         let start = schedule_plan.due.clone().filter(|_| !blocked);
-        if let (Some(_), Some(other)) = (&schedule_plan.due, &other_active) {
+        if let (Some(_), Some(other)) = (
+            &schedule_plan.due,
+            other_active.as_ref().or(verify_active.as_ref()),
+        ) {
             tracing::info!(job = %other.name_any(), "a backup is due but another job of the policy runs; waiting");
         }
+        // The scheduled verification: never beside another Job of the policy, and a due
+        // backup goes first.
+        let last_verify_time = verify_own
+            .iter()
+            .filter_map(|j| j.annotations().get(annotations::SCHEDULED_TIME))
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .chain(
+                old.last_verification
+                    .as_ref()
+                    .and_then(|v| v.scheduled_time)
+                    .map(|t| t.0),
+            )
+            .max();
+        let verify_plan = valid.verify_schedule.as_ref().map(|schedule| {
+            plan(&ScheduleInput {
+                now,
+                schedule: Some(schedule),
+                suspend: spec.suspend,
+                starting_deadline: VERIFY_STARTING_DEADLINE,
+                last_schedule_time: last_verify_time,
+                created,
+                manual_value: None,
+                manual_handled: None,
+            })
+        });
+        let verify_due = verify_plan
+            .as_ref()
+            .and_then(|p| p.due.as_ref())
+            .and_then(|d| d.scheduled);
+        let mut verify_problem =
+            crate::validation::verify_problem(spec).map(|m| (reasons::VERIFY_NEEDS_IDENTITY, m));
+        let verify_start = verify_due
+            .filter(|_| !blocked && schedule_plan.due.is_none() && verify_problem.is_none());
 
         let ready_before = status::find(&old.conditions, condition::READY)
             .is_some_and(|c| c.status == condition_status::TRUE);
@@ -422,6 +490,7 @@ impl Reconciler<'_> {
                             created,
                             active.as_ref(),
                             new_runs,
+                            new_verifications,
                             &to_mark,
                             reasons::MISSING_REFERENCE,
                             message.clone(),
@@ -487,6 +556,7 @@ impl Reconciler<'_> {
                             created,
                             active.as_ref(),
                             new_runs,
+                            new_verifications,
                             &to_mark,
                             reasons::UNSCHEDULABLE,
                             message.clone(),
@@ -495,6 +565,65 @@ impl Reconciler<'_> {
                         .await;
                 }
             }
+        }
+
+        // The scheduled verification. What only it mounts (the age identity) is checked on
+        // the same occasions as the backup's references (which it shares), and everything
+        // it mounts when it starts without them.
+        let mut verify_started = None;
+        if spec.verify.is_some() && verify_problem.is_none() && (check || verify_start.is_some()) {
+            let verify_rendered = render(spec, &Mode::Verify);
+            let checked = if check {
+                let only_verify = Rendered {
+                    secrets: verify_rendered
+                        .secrets
+                        .iter()
+                        .filter(|s| !rendered.secrets.contains(s))
+                        .cloned()
+                        .collect(),
+                    claims: verify_rendered
+                        .claims
+                        .iter()
+                        .filter(|c| !rendered.claims.contains(c))
+                        .cloned()
+                        .collect(),
+                    ..Default::default()
+                };
+                ctx.check_mounts(self.namespace, spec, &only_verify)
+                    .await?
+                    .map(|found| {
+                        let mut rwo: Vec<String> = rwo_claims
+                            .iter()
+                            .filter(|c| verify_rendered.claims.contains(c))
+                            .cloned()
+                            .collect();
+                        rwo.extend(single_node_claims(&found));
+                        rwo
+                    })
+            } else {
+                ctx.check_references(self.namespace, spec, &verify_rendered)
+                    .await?
+                    .map(|found| single_node_claims(&found))
+            };
+            match checked {
+                Err(message) => verify_problem = Some((reasons::MISSING_REFERENCE, message)),
+                Ok(verify_rwo) => {
+                    if let Some(scheduled) = verify_start {
+                        match self
+                            .start_verify(scheduled, &verify_rendered, &verify_rwo, run_as)
+                            .await?
+                        {
+                            Ok(job) => verify_started = Some(job),
+                            Err(message) => {
+                                verify_problem = Some((reasons::UNSCHEDULABLE, message));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((reason, message)) = &verify_problem {
+            tracing::info!(reason, message = %message, "scheduled verification cannot run");
         }
 
         // Cold backups in progress: release the Job once the workloads stopped.
@@ -563,10 +692,25 @@ impl Reconciler<'_> {
                     next_schedule_time: schedule_plan.next,
                     last_manual_trigger,
                     rpo: spec.rpo,
+                    verify: spec.verify.is_some(),
+                    verify_problem: verify_problem.clone(),
+                    new_verifications,
                 },
                 &to_mark,
             )
             .await?;
+        if let Some(job) = &verify_started {
+            // Once per Job, also when a lagging cache let a second reconcile re-create it.
+            if ctx.first_count(&format!("{}/{job}/started", self.namespace)) {
+                ctx.publish(
+                    &self.reference(),
+                    EventType::Normal,
+                    events::VERIFY_STARTED,
+                    &format!("started job {job}"),
+                )
+                .await;
+            }
+        }
         if let Some(s) = &started_job {
             ctx.publish(
                 &self.reference(),
@@ -602,18 +746,22 @@ impl Reconciler<'_> {
                 next
             }
         });
+        let running = active_job.is_some() || verify_active.is_some() || verify_started.is_some();
+        let retry_verify = verify_problem
+            .as_ref()
+            .is_some_and(|(reason, _)| *reason != reasons::VERIFY_NEEDS_IDENTITY);
         Ok(requeue_at(
             now,
             [
                 wake_for_next,
                 rpo_at,
+                verify_plan.as_ref().and_then(|p| p.next),
                 quiescing.then(|| soon(QUIESCE_POLL)).flatten(),
-                (active_job.is_some() && !quiescing)
-                    .then(|| soon(ACTIVE_POLL))
-                    .flatten(),
-                (schedule_plan.due.is_some() && other_active.is_some())
+                (running && !quiescing).then(|| soon(ACTIVE_POLL)).flatten(),
+                ((schedule_plan.due.is_some() || verify_due.is_some()) && other_active.is_some())
                     .then(|| soon(BLOCKED_POLL))
                     .flatten(),
+                retry_verify.then(|| soon(VERIFY_RETRY)).flatten(),
             ],
             Duration::from_millis(100),
         ))
@@ -631,6 +779,7 @@ impl Reconciler<'_> {
         created: DateTime<Utc>,
         active: Option<&Arc<Job>>,
         new_runs: Vec<RunRecord>,
+        new_verifications: Vec<Verification>,
         to_mark: &[String],
         reason: &'static str,
         message: String,
@@ -653,6 +802,9 @@ impl Reconciler<'_> {
                 next_schedule_time: None,
                 last_manual_trigger: None,
                 rpo: spec.rpo,
+                verify: spec.verify.is_some(),
+                verify_problem: None,
+                new_verifications,
             },
             to_mark,
         )
@@ -671,10 +823,8 @@ impl Reconciler<'_> {
     ) -> Result<BackupPolicyStatus> {
         let ctx = self.ctx;
         let new_runs = input.new_runs.clone();
-        let mut new = backup_status(&input);
-        if self.policy.spec.verify.is_some() {
-            status::note_ready(&mut new.conditions, status::VERIFY_NOTE);
-        }
+        let new_verifications = input.new_verifications.clone();
+        let new = backup_status(&input);
         if &new != old {
             let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), self.namespace);
             let patch = json!({
@@ -751,6 +901,27 @@ impl Reconciler<'_> {
             } else {
                 tracing::warn!(job = %r.job, message = ?r.message, "backup failed");
                 ctx.publish(&reference, EventType::Warning, events::BACKUP_FAILED, &note)
+                    .await;
+            }
+        }
+        for v in &new_verifications {
+            if !ctx.first_count(&format!("{}/{}", self.namespace, v.job)) {
+                continue;
+            }
+            ctx.metrics.verify_run(self.namespace, self.name, v.ok);
+            let note = format!("{}: {}", v.job, v.message.as_deref().unwrap_or_default());
+            if v.ok {
+                tracing::info!(job = %v.job, snapshot = ?v.snapshot, deep = v.deep, "verification passed");
+                ctx.publish(
+                    &reference,
+                    EventType::Normal,
+                    events::VERIFY_SUCCEEDED,
+                    &note,
+                )
+                .await;
+            } else {
+                tracing::warn!(job = %v.job, message = ?v.message, "verification failed");
+                ctx.publish(&reference, EventType::Warning, events::VERIFY_FAILED, &note)
                     .await;
             }
         }
@@ -850,6 +1021,91 @@ impl Reconciler<'_> {
             job: job_name,
             suspended: suspend,
         }))
+    }
+}
+
+impl Reconciler<'_> {
+    /// Create the verify Job for the scheduled time `scheduled` (after the ConfigMap, so
+    /// its restore config is current). `Err(message)`: the Job cannot be placed.
+    async fn start_verify(
+        &self,
+        scheduled: DateTime<Utc>,
+        rendered: &Rendered,
+        rwo_claims: &[String],
+        run_as: jobs::RunAs,
+    ) -> Result<std::result::Result<String, String>> {
+        let ctx = self.ctx;
+        let placed = match place(ctx, self.namespace, rwo_claims, &[]).await? {
+            Ok(p) => p,
+            Err(message) => return Ok(Err(message)),
+        };
+        apply_config_map(ctx, self.policy).await?;
+        // NB: deep by default, as in the compose daemon.
+        let deep = self
+            .policy
+            .spec
+            .verify
+            .as_ref()
+            .and_then(|v| v.deep)
+            .unwrap_or(true);
+        let job = jobs::verify_job(
+            self.policy,
+            scheduled,
+            deep,
+            &JobParts {
+                rendered,
+                settings: &ctx.settings,
+                run_as,
+                placement: &placed,
+                suspend: false,
+                scale_down: &[],
+            },
+        )?;
+        let job_name = job.name_any();
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
+        match jobs_api
+            .create(&crate::constants::post_params(), &job)
+            .await
+        {
+            Ok(_) => {}
+            // Created by an earlier attempt for the same scheduled time.
+            Err(e) if is_already_exists(&e) => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+        tracing::info!(job = %job_name, node = ?placed.node, deep, "verify job created");
+        Ok(Ok(job_name))
+    }
+}
+
+/// The status record of a finished verify Job.
+fn verification_record(job: &Job, out: &JobOutcome, now: DateTime<Utc>) -> Verification {
+    let a = job.annotations();
+    let deep = a.get(annotations::VERIFY_DEEP).is_some_and(|v| v == "true");
+    let snapshot = out.result.as_ref().and_then(|r| r.snapshot.clone());
+    let message = if out.succeeded {
+        format!(
+            "snapshot {} verified at every destination ({})",
+            snapshot.as_deref().unwrap_or("(unknown id)"),
+            if deep {
+                "deep: restored into scratch targets and counted"
+            } else {
+                "digests"
+            }
+        )
+    } else {
+        out.message.clone()
+    };
+    Verification {
+        job: job.name_any(),
+        time: Some(Timestamp::new(out.finished.unwrap_or(now))),
+        scheduled_time: a
+            .get(annotations::SCHEDULED_TIME)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| Timestamp::new(t.with_timezone(&Utc))),
+        snapshot,
+        deep,
+        ok: out.succeeded,
+        message: Some(message).filter(|m| !m.is_empty()),
     }
 }
 

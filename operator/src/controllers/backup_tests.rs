@@ -110,6 +110,9 @@ fn settled(
         next_schedule_time: None,
         last_manual_trigger: None,
         rpo: policy.spec.rpo,
+        verify: policy.spec.verify.is_some(),
+        verify_problem: None,
+        new_verifications: vec![],
     };
     f(&mut input);
     backup_status(&input)
@@ -552,6 +555,9 @@ async fn an_old_last_success_breaches_the_rpo() {
             next_schedule_time: Some(t("2026-11-25T02:00:00Z")),
             last_manual_trigger: None,
             rpo: spec.rpo,
+            verify: false,
+            verify_problem: None,
+            new_verifications: vec![],
         };
         i.now = t("2026-11-23T03:00:00Z");
         backup_status(&i)
@@ -1073,6 +1079,383 @@ async fn a_missing_job_service_account_is_reported_and_runs_nothing() {
     ]);
     let server = fake.run(calls);
     let ctx = context_with(client, now, vec![], settings, Metrics::default());
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    result.unwrap();
+}
+
+// Scheduled verification (spec.verify).
+
+/// `simple_spec` encrypted, with the identity Secret `age`, verified Sundays at 06:00 UTC.
+fn verify_spec() -> PolicySpec {
+    let mut spec = testdata::simple_spec();
+    spec.encryption = Some(arca_api::Encryption {
+        age_recipients: vec![testdata::RECIPIENT.into()],
+        age_identity_file: None,
+        age_identity_secret_ref: Some(arca_api::SecretKeyRef {
+            name: "age".into(),
+            key: "key.txt".into(),
+        }),
+    });
+    spec.verify = Some(arca_api::VerifySchedule {
+        schedule: "0 6 * * 0".into(),
+        deep: None,
+    });
+    spec
+}
+
+/// A verify Job for Sunday 2026-11-29 06:00 as the cache holds it.
+fn verify_job(state: &str) -> Job {
+    let mut j = job(
+        "p-verify-202611290600",
+        state,
+        Some("2026-11-29T06:00:00Z"),
+        json!({"annotations": {"arca.dev/verify-deep": "true"}}),
+    );
+    j.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app.kubernetes.io/component".into(), "verify".into());
+    j
+}
+
+/// The status after Sunday's 02:00 backup was started (no run recorded).
+fn sunday_status(p: &BackupPolicy, active: Option<&str>) -> BackupPolicyStatus {
+    settled(p, t("2026-11-29T02:05:00Z"), |i| {
+        i.active_job = active.map(str::to_string);
+        i.last_schedule_time = Some(t("2026-11-29T02:00:00Z"));
+        i.next_schedule_time = Some(t("2026-11-30T02:00:00Z"));
+    })
+}
+
+const VERIFY_OK_RESULT: &str = r#"{"format":"arca-result/1","command":"verify","policy":"p","ok":true,"snapshot":"20261129T020002Z","startedAt":"2026-11-29T06:00:02Z","completedAt":"2026-11-29T06:07:00Z"}"#;
+const VERIFY_FAILED_RESULT: &str = r#"{"format":"arca-result/1","command":"verify","policy":"p","ok":false,"snapshot":"20261129T020002Z","startedAt":"2026-11-29T06:00:02Z","completedAt":"2026-11-29T06:01:00Z","error":"arca: verify of policy \"p\" failed: 20261129T020002Z at offsite: docs: sha256 of the stored object differs from the manifest"}"#;
+
+#[tokio::test]
+async fn a_due_verification_creates_the_verify_job_with_the_identity() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:00:00.300Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(verify_spec(), Some(sunday_status(&base, None)));
+    let server = fake.run(vec![
+        // What the verify Job mounts: the S3 credentials and the age identity (metadata).
+        Call::get(&format!("{NS}/secrets/s3"))
+            .accept("PartialObjectMetadata")
+            .respond(&secret_meta("s3")),
+        Call::get(&format!("{NS}/secrets/age"))
+            .accept("PartialObjectMetadata")
+            .respond(&secret_meta("age")),
+        Call::patch(&format!("{NS}/configmaps/arca-p"))
+            .check(|b| {
+                let restore = b["data"]["restore.yaml"].as_str().unwrap();
+                assert!(
+                    restore.contains("ageIdentityFile: /run/secrets/arca/age/key.txt"),
+                    "{restore}"
+                );
+                let backup = b["data"]["backup.yaml"].as_str().unwrap();
+                assert!(!backup.contains("ageIdentity"), "{backup}");
+            })
+            .echo(),
+        Call::post(JOBS)
+            .check(|b| {
+                assert_eq!(b["metadata"]["name"], "p-verify-202611290600");
+                assert_eq!(
+                    b["metadata"]["labels"]["app.kubernetes.io/component"],
+                    "verify"
+                );
+                assert_eq!(
+                    b["metadata"]["annotations"]["arca.dev/scheduled-time"],
+                    "2026-11-29T06:00:00Z"
+                );
+                let pod = &b["spec"]["template"]["spec"];
+                let c = &pod["containers"][0];
+                let args: Vec<&str> = c["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    args.join(" "),
+                    "verify --config /etc/arca/job.yaml --snapshot latest --deep --result-file /dev/termination-log"
+                );
+                let volumes = pod["volumes"].as_array().unwrap();
+                let identity = volumes
+                    .iter()
+                    .find(|v| v["secret"]["secretName"] == "age")
+                    .expect("identity volume");
+                assert_eq!(identity["secret"]["items"][0]["key"], "key.txt");
+                let mount = c["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == identity["name"])
+                    .unwrap();
+                assert_eq!(mount["readOnly"], true);
+                // The live data is never mounted.
+                assert!(volumes.iter().all(|v| v["persistentVolumeClaim"].is_null()));
+                assert_eq!(pod["automountServiceAccountToken"], false);
+                assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+            })
+            .echo(),
+        event("VerifyStarted", "Normal"),
+    ]);
+    let ctx = context(client, now, vec![]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(600)));
+}
+
+#[tokio::test]
+async fn a_passed_verification_is_recorded_with_an_event_and_metrics() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:10:00Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(verify_spec(), Some(sunday_status(&base, None)));
+    let server = fake.run(vec![
+        Call::get(&format!("{NS}/pods"))
+            .query("labelSelector=arca.dev/job=p-verify-202611290600")
+            .respond(&pod_list(0, VERIFY_OK_RESULT)),
+        status_patch(&p, |s| {
+            let v = &s["lastVerification"];
+            assert_eq!(v["job"], "p-verify-202611290600");
+            assert_eq!(v["ok"], true);
+            assert_eq!(v["deep"], true);
+            assert_eq!(v["snapshot"], "20261129T020002Z");
+            assert_eq!(v["scheduledTime"], "2026-11-29T06:00:00Z");
+            assert_eq!(v["time"], "2026-11-29T06:07:00Z");
+            assert!(v["message"].as_str().unwrap().contains("verified"), "{v}");
+            assert_eq!(s["lastSuccessfulVerificationTime"], "2026-11-29T06:07:00Z");
+            let c = condition(s, "VerifySucceeded");
+            assert_eq!(
+                (&c["status"], &c["reason"]),
+                (&json!("True"), &json!("Succeeded"))
+            );
+            assert_eq!(condition(s, "Ready")["status"], "True");
+            // A verification is not a backup run.
+            assert!(s["recentRuns"].is_null());
+            assert!(s["activeJob"].is_null());
+        }),
+        Call::patch(&format!("{JOBS}/p-verify-202611290600"))
+            .check(|b| assert_eq!(b["metadata"]["annotations"]["arca.dev/recorded"], "true"))
+            .echo(),
+        event("VerifySucceeded", "Normal"),
+    ]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let ctx = context_with(
+        client,
+        now,
+        vec![verify_job("Complete")],
+        test_settings(),
+        metrics,
+    );
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    result.unwrap();
+    let text = crate::metrics::encode(&registry).unwrap();
+    for line in [
+        "arca_verify_last_run_success{namespace=\"clinic\",policy=\"p\"} 1",
+        "arca_verify_last_success_timestamp_seconds{namespace=\"clinic\",policy=\"p\"} 1795932420.0",
+        "arca_verify_runs_total{namespace=\"clinic\",policy=\"p\",result=\"succeeded\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_verification_is_reported_with_its_error() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:10:00Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(verify_spec(), Some(sunday_status(&base, None)));
+    let server = fake.run(vec![
+        Call::get(&format!("{NS}/pods")).respond(&pod_list(1, VERIFY_FAILED_RESULT)),
+        status_patch(&p, |s| {
+            let c = condition(s, "VerifySucceeded");
+            assert_eq!(
+                (&c["status"], &c["reason"]),
+                (&json!("False"), &json!("Failed"))
+            );
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sha256 of the stored object"),
+                "{c}"
+            );
+            assert_eq!(s["lastVerification"]["ok"], false);
+            assert!(s["lastSuccessfulVerificationTime"].is_null());
+            // The backups are fine.
+            assert_eq!(condition(s, "Ready")["status"], "True");
+            assert_eq!(s["state"], "Pending");
+        }),
+        Call::patch(&format!("{JOBS}/p-verify-202611290600")).echo(),
+        Call::post(EVENTS)
+            .check(|b| {
+                assert_eq!(b["reason"], "VerifyFailed");
+                assert_eq!(b["type"], "Warning");
+                assert!(b["note"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sha256 of the stored object"));
+            })
+            .echo(),
+    ]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let ctx = context_with(
+        client,
+        now,
+        vec![verify_job("Failed")],
+        test_settings(),
+        metrics,
+    );
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    result.unwrap();
+    let text = crate::metrics::encode(&registry).unwrap();
+    assert!(
+        text.contains("arca_verify_last_run_success{namespace=\"clinic\",policy=\"p\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn verify_without_the_identity_is_not_ready_but_backups_still_run() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-23T02:00:00.400Z");
+    let mut spec = verify_spec();
+    spec.encryption.as_mut().unwrap().age_identity_secret_ref = None;
+    let p = policy(spec, None);
+    let mut calls = reference_checks("ReadWriteMany");
+    calls.extend([
+        Call::patch(&format!("{NS}/configmaps/arca-p")).echo(),
+        Call::post(JOBS)
+            .check(|b| {
+                assert_eq!(b["metadata"]["name"], "p-202611230200");
+                assert_eq!(
+                    b["spec"]["template"]["spec"]["containers"][0]["args"][0],
+                    "backup"
+                );
+            })
+            .echo(),
+        status_patch(&p, |s| {
+            let c = condition(s, "Ready");
+            assert_eq!(c["status"], "False");
+            assert_eq!(c["reason"], "VerifyNeedsIdentity");
+            let m = c["message"].as_str().unwrap();
+            assert!(m.contains("add encryption.ageIdentitySecretRef"), "{m}");
+            assert!(m.contains("backups still run"), "{m}");
+            assert_eq!(s["state"], "Running");
+            assert_eq!(s["activeJob"], "p-202611230200");
+            assert_eq!(s["nextScheduleTime"], "2026-11-24T02:00:00Z");
+            assert_eq!(condition(s, "VerifySucceeded")["status"], "Unknown");
+        }),
+        event("Invalid", "Warning"),
+        event("BackupStarted", "Normal"),
+    ]);
+    let server = fake.run(calls);
+    let ctx = context(client, now, vec![]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(600)));
+}
+
+#[tokio::test]
+async fn a_missing_identity_secret_stops_verifications_only() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:00:00Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(verify_spec(), Some(sunday_status(&base, None)));
+    let server = fake.run(vec![
+        Call::get(&format!("{NS}/secrets/s3")).respond(&secret_meta("s3")),
+        Call::get(&format!("{NS}/secrets/age")).not_found(),
+        status_patch(&p, |s| {
+            let c = condition(s, "Ready");
+            assert_eq!(c["reason"], "MissingReference");
+            let m = c["message"].as_str().unwrap();
+            assert!(
+                m.contains("Secret \"age\" (encryption.ageIdentitySecretRef) does not exist"),
+                "{m}"
+            );
+            assert!(m.contains("backups still run"), "{m}");
+            assert_eq!(s["nextScheduleTime"], "2026-11-30T02:00:00Z");
+        }),
+        event("Invalid", "Warning"),
+    ]);
+    let ctx = context(client, now, vec![]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    // Looked at again soon: nothing watches Secrets.
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn a_due_verification_waits_for_the_running_backup() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:00:00Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(
+        verify_spec(),
+        Some(sunday_status(&base, Some("p-202611290200"))),
+    );
+    let server = fake.run(vec![]);
+    let running = job(
+        "p-202611290200",
+        "Active",
+        Some("2026-11-29T02:00:00Z"),
+        json!({}),
+    );
+    let ctx = context(client, now, vec![running]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    // The backup Job's end wakes the policy; this is the safety net.
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(600)));
+}
+
+#[tokio::test]
+async fn a_due_backup_waits_for_the_running_verification_then_runs() {
+    // 1. Monday 02:00: the verify Job still runs; nothing is started.
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-30T02:00:00.200Z");
+    let base = policy(verify_spec(), None);
+    let p = policy(verify_spec(), Some(sunday_status(&base, None)));
+    let server = fake.run(vec![status_patch(&p, |s| {
+        assert!(s["activeJob"].is_null());
+        assert_eq!(s["lastScheduleTime"], "2026-11-29T02:00:00Z");
+    })]);
+    let ctx = context(client, now, vec![verify_job("Active")]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(600)));
+
+    // 2. 02:20: the verification passed; it is recorded and the 02:00 backup starts.
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-30T02:20:00Z");
+    let mut calls = vec![Call::get(&format!("{NS}/pods"))
+        .query("labelSelector=arca.dev/job=p-verify-202611290600")
+        .respond(&pod_list(0, VERIFY_OK_RESULT))];
+    calls.extend(reference_checks("ReadWriteMany"));
+    calls.extend([
+        Call::patch(&format!("{NS}/configmaps/arca-p")).echo(),
+        Call::post(JOBS)
+            .check(|b| assert_eq!(b["metadata"]["name"], "p-202611300200"))
+            .echo(),
+        // Only what the verify Job adds to the backup's references.
+        Call::get(&format!("{NS}/secrets/age")).respond(&secret_meta("age")),
+        status_patch(&p, |s| {
+            assert_eq!(s["activeJob"], "p-202611300200");
+            assert_eq!(s["lastVerification"]["ok"], true);
+            assert_eq!(condition(s, "VerifySucceeded")["status"], "True");
+        }),
+        Call::patch(&format!("{JOBS}/p-verify-202611290600")).echo(),
+        event("VerifySucceeded", "Normal"),
+        event("BackupStarted", "Normal"),
+    ]);
+    let server = fake.run(calls);
+    let ctx = context(client, now, vec![verify_job("Complete")]);
     let result = run(&ctx, &p).await;
     finish(server).await;
     result.unwrap();
