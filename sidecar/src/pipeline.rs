@@ -22,9 +22,13 @@ pub const QUEUE_DEPTH: usize = 4;
 /// zstd level (3 is zstd's default: fast, good ratio).
 pub const ZSTD_LEVEL: i32 = 3;
 /// zstd multi-threading job size. NB: the default at level 3 is 8 MiB, and several jobs'
-/// input and output buffers are alive at once, which alone would take ~64 MiB; 1 MiB jobs
-/// keep memory small at a negligible cost in ratio (jobs overlap their windows).
-pub const ZSTD_JOB_SIZE: u32 = 1 << 20;
+/// input and output buffers are alive at once, which alone would take ~64 MiB; 2 MiB jobs
+/// keep memory small.
+pub const ZSTD_JOB_SIZE: u32 = 2 << 20;
+/// How much of the previous job each job reads as history (8: half the 2 MiB window). With
+/// small jobs this wins back the ratio that job boundaries cost: on a 1 GB pg_dump the
+/// output is smaller than `zstd -3 -T0`'s, for about the same CPU.
+pub const ZSTD_OVERLAP_LOG: u32 = 8;
 
 /// Sizes and digests of one artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -220,6 +224,9 @@ impl PipelineWriter {
         if settings.threads > 1 {
             z.multithread(settings.threads)?;
             z.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+            z.set_parameter(zstd::stream::raw::CParameter::OverlapSizeLog(
+                ZSTD_OVERLAP_LOG,
+            ))?;
         }
         Ok(Self {
             inner: HashingWriter::new(z),
