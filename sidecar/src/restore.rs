@@ -682,13 +682,21 @@ fn progress_logger(
     })
 }
 
-/// Stream the artifact into a child's stdin (lines filtered by `filter` when given);
-/// checks the artifact and the child's exit; returns the child's stderr.
+/// How an artifact reaches a child's stdin.
+pub(crate) enum Feed<'a> {
+    /// Byte for byte.
+    All,
+    /// Only the lines the function keeps.
+    Lines(&'a dyn Fn(&str) -> bool),
+}
+
+/// Stream the artifact into a child's stdin as `feed` says; checks the artifact and the
+/// child's exit; returns the child's stderr.
 pub(crate) fn pipe_into_child(
     mut a: Artifact,
     mut cmd: Command,
     tool: &str,
-    filter: Option<&dyn Fn(&str) -> bool>,
+    feed: Feed<'_>,
 ) -> Result<String, String> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -705,11 +713,11 @@ pub(crate) fn pipe_into_child(
         s
     });
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let copied: Result<(), String> = match filter {
-        None => std::io::copy(&mut a, &mut stdin)
+    let copied: Result<(), String> = match feed {
+        Feed::All => std::io::copy(&mut a, &mut stdin)
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        Some(keep) => {
+        Feed::Lines(keep) => {
             let mut r = BufReader::with_capacity(1 << 20, &mut a);
             let mut line = String::new();
             loop {
@@ -777,7 +785,7 @@ async fn restore_globals(ctx: &Ctx<'_>, conn: &PgConn) -> Result<Vec<String>, Re
             };
             !(own("CREATE ROLE") || own("ALTER ROLE"))
         };
-        pipe_into_child(a, cmd, "psql", Some(&keep))
+        pipe_into_child(a, cmd, "psql", Feed::Lines(&keep))
     })
     .await
     .map_err(|e| ctx.fail(e.to_string()))?
@@ -904,6 +912,10 @@ async fn restore_postgres(
     Ok(warnings)
 }
 
+/// Restore a pg_dump custom archive into `db`. Parallel `pg_restore` needs a seekable
+/// archive: with room in `TMPDIR` (and more than one job) the plain dump is staged to a
+/// file first, checked in full, and restored by `jobs` workers; otherwise it streams
+/// through one `pg_restore`.
 async fn pg_restore_into(
     ctx: &Ctx<'_>,
     conn: &PgConn,
@@ -913,37 +925,36 @@ async fn pg_restore_into(
 ) -> Result<(), RestoreError> {
     let a = ctx.open().await?;
     let progress = progress_logger(ctx.rec.name.clone(), ctx.rec.size, a.progress());
-    // Parallel pg_restore needs a seekable file: stage the plain dump when there is room.
     let room = free_bytes(&std::env::temp_dir()).unwrap_or(0);
     let stage = jobs > 1 && room > ctx.rec.plain_size.saturating_mul(11) / 10 + (256 << 20);
     let mut cmd = conn.command(tool);
     cmd.arg("--exit-on-error").arg("--dbname").arg(db);
     let name = ctx.rec.name.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        if stage {
-            let mut file = tempfile::Builder::new()
-                .prefix("arca-restore-")
-                .tempfile()
-                .map_err(|e| format!("staging the dump: {e}"))?;
-            let mut a = a;
-            std::io::copy(&mut a, file.as_file_mut())
-                .map_err(|e| format!("staging the dump: {e}"))?;
-            a.finish().map_err(|e| e.to_string())?;
-            cmd.arg(format!("--jobs={jobs}")).arg(file.path());
-            cmd.stdin(Stdio::null()).stdout(Stdio::null());
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot start pg_restore: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "pg_restore failed: {}",
-                    last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-                ));
-            }
-            Ok(())
-        } else {
-            pipe_into_child(a, cmd, "pg_restore", None).map(|_| ())
+        if !stage {
+            return pipe_into_child(a, cmd, "pg_restore", Feed::All).map(|_| ());
         }
+        let mut file = tempfile::Builder::new()
+            .prefix("arca-restore-")
+            .tempfile()
+            .map_err(|e| format!("staging the dump: {e}"))?;
+        let mut a = a;
+        std::io::copy(&mut a, file.as_file_mut()).map_err(|e| format!("staging the dump: {e}"))?;
+        a.finish().map_err(|e| e.to_string())?;
+        cmd.arg(format!("--jobs={jobs}"))
+            .arg(file.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot start pg_restore: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_restore failed: {}",
+                last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+            ));
+        }
+        Ok(())
     })
     .await;
     progress.abort();
@@ -986,7 +997,7 @@ async fn restore_mysql(
         }
         let mut cmd = m.command(&tools.client, &opts);
         cmd.arg("--batch").arg("--database").arg(&m.database);
-        let r = pipe_into_child(a, cmd, "mariadb", None);
+        let r = pipe_into_child(a, cmd, "mariadb", Feed::All);
         if r.is_err() && !occupied {
             let mut cleanup = m.command(&tools.client, &opts);
             cleanup

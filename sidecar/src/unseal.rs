@@ -89,6 +89,74 @@ impl Read for Bridge {
     }
 }
 
+/// Chunks read by a thread of its own from a blocking reader, handed over through a
+/// bounded channel (memory: a few chunks). Dropping it stops the thread at its next chunk.
+struct Pumped {
+    rx: std::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+/// Size of the chunks a [`Pumped`] reader hands over.
+const PUMP_CHUNK: usize = 1 << 20;
+
+impl Pumped {
+    fn spawn(mut inner: impl Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Bytes>>(4);
+        std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; PUMP_CHUNK];
+            let mut filled = 0;
+            // Fill whole chunks: decoders return small pieces.
+            let res = loop {
+                match inner.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let done = filled < buf.len() || res.is_err();
+            if filled > 0 {
+                buf.truncate(filled);
+                if tx.send(Ok(Bytes::from(buf))).is_err() {
+                    return;
+                }
+            }
+            if let Err(e) = res {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            if done {
+                return;
+            }
+        });
+        Self {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl Read for Pumped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.cur = b,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 /// Progress of a read, in stored bytes (for progress lines).
 #[derive(Clone, Default)]
 pub struct Progress(Arc<Mutex<Tally>>);
@@ -233,8 +301,10 @@ pub async fn open(
                 Box::new(r)
             };
             let z = zstd::stream::read::Decoder::new(decrypted).map_err(|e| damaged(&object, e))?;
+            // Decryption and decompression run on their own thread, so the consumer's work
+            // (the plain digest, writing a file, feeding a tool) overlaps with them.
             Ok(Box::new(Hashing {
-                inner: z,
+                inner: Pumped::spawn(z),
                 tally: plain2,
             }))
         })
