@@ -45,10 +45,20 @@ ENV_FILE=$("$REPO/scripts/services.sh" up | tee /dev/stderr | tail -n1)
 source "$ENV_FILE"
 SVC_DIR=$(dirname "$ENV_FILE")
 
-# Check the tools; GNU time is the only one installed on demand.
-[[ -x /usr/bin/time ]] || apt-get install -y -q time >&2
+# Check the tools; install the missing ones from Debian's packages (GNU time, restic, the AWS CLI).
+missing=()
+[[ -x /usr/bin/time ]] || missing+=(time)
+[[ -x $AWS ]] || missing+=(awscli)
+for t in age zstd restic; do command -v "$t" >/dev/null || missing+=("$t"); done
+if ((${#missing[@]})); then
+  apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 || die "cannot install ${missing[*]}"
+fi
 for t in age zstd restic tar python3 "$AWS"; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ -x $ARCA ]] || die "no arca binary at $ARCA: run cargo build --release -p arca"
+# Say so when the binary is older than the sources (the figures would not be those of the checkout).
+ARCA_BUILT=$(date -u -r "$ARCA" '+%Y-%m-%d %H:%M UTC')
+STALE=$(find "$REPO/api" "$REPO/sidecar" "$REPO/Cargo.lock" -newer "$ARCA" -type f -name '*.rs' -o -newer "$ARCA" -name Cargo.lock | head -n1)
+[[ -z $STALE ]] || echo "bench: WARNING: $ARCA is older than $STALE; rebuild with cargo build --release -p arca" >&2
 
 # A run id, its scratch folder and its S3 prefix (every measurement gets a fresh sub-prefix).
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)-$$
@@ -75,9 +85,13 @@ printf '[default]\ns3 =\n  addressing_style = path\n' >"$AWS_CONFIG_FILE"
 s3() { "$AWS" --endpoint-url "$EP" s3 "$@"; }
 RESTIC_OPTS=(-o "s3.region=$ARCA_TEST_S3_REGION" -o s3.bucket-lookup=path)
 
+# Databases made by the restore runs (dropped at the end).
+R_DBS=()
 # Remove what this run uploaded and its scratch files on any exit; the workload stays.
 cleanup() {
-  rm -f "$RUN"/*.pgdump "$PGPASSFILE"; rm -rf "$RUN"/restic-cache-*
+  local d; for d in "${R_DBS[@]}"; do psql -qd postgres -c "drop database if exists $d" >/dev/null 2>&1 || true; done
+  rm -f "$RUN"/*.pgdump; rm -rf "$RUN"/restic-cache-* "$RUN/restore"
+  rm -f "$PGPASSFILE"
   [[ ${BENCH_KEEP_S3:-0} == 1 ]] || s3 rm --recursive --quiet "s3://$BUCKET/$PREFIX/" >/dev/null 2>&1 ||
     echo "bench: could not remove s3://$BUCKET/$PREFIX/" >&2
 }
@@ -91,6 +105,8 @@ RECIPIENT=$(tail -n1 "$KEYS/age-recipient")
 [[ $RECIPIENT == age1* ]] || die "no age recipient in $KEYS/age-recipient"
 [[ -s $KEYS/restic-password ]] || (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$KEYS/restic-password")
 export RESTIC_PASSWORD_FILE=$KEYS/restic-password
+# arca restore reads the identity from here (the configs hold only the recipient).
+export ARCA_AGE_IDENTITY_FILE=$KEYS/age-identity
 
 # Workload 1 (once): pgbench tables at the chosen scale plus a bytea table of "scanned documents"
 # (1/3 repetitive, 2/3 random, 24 KiB each); a marker table records the parameters so a change regenerates.
@@ -260,9 +276,67 @@ measure tree-restic tree "restic" restic -r "$REPO_TREE" "${RESTIC_OPTS[@]}" --c
 row tree-restic tree "restic backup (first)" "$(s3_size tree-restic)" "$TREE_PLAIN"
 
 # --- Restore ---------------------------------------------------------------------------------
-# RESTORE MEASUREMENTS GO HERE once `arca restore` exists: time `arca restore --to-database` /
-# `--to-path` from the snapshots above against `aws s3 cp | age -d | zstd -d | pg_restore`,
-# `... | tar -x` and `restic restore`, before the cleanup removes the prefixes (trap above).
+# Each restore goes into a fresh database / folder, from the snapshots made above; the restored
+# row and file counts are compared with the source, so a fast but wrong restore cannot pass.
+fresh_db() { psql -qd postgres -v ON_ERROR_STOP=1 -c "drop database if exists $1" >/dev/null; R_DBS+=("$1"); }
+# Rows of the two big tables: "accounts documents".
+pg_rows() { psql -Atqd "$1" -c 'select (select count(*) from pgbench_accounts) || $$ $$ || (select count(*) from clinical_document)' 2>/dev/null || echo "missing"; }
+tree_count() { find "$1" -type f 2>/dev/null | wc -l; }
+SRC_ROWS=$(pg_rows "$DB")
+check_pg() { local got; got=$(pg_rows "$1"); [[ $got == "$SRC_ROWS" ]] || { echo "bench: $1 restored rows '$got', source '$SRC_ROWS'" >&2; M_RC=99; }; }
+check_tree() { local got; got=$(tree_count "$1"); [[ $got == "$N_FILES" ]] || { echo "bench: $1 holds $got files, the source $N_FILES" >&2; M_RC=99; }; }
+
+# h. Baseline: pg_restore -j2 from a local uncompressed custom-format dump (dumped untimed).
+"$PGBIN/pg_dump" -Fc -Z0 -f "$RUN/plain.pgdump" "$DB"
+PLAIN_BYTES=$(stat -c %s "$RUN/plain.pgdump")
+fresh_db r_local && psql -qd postgres -c "create database r_local" >/dev/null
+measure pgr-local pg "pg_restore" "$PGBIN/pg_restore" -j2 --exit-on-error -d r_local "$RUN/plain.pgdump"
+check_pg r_local
+row pgr-local pg "pg_restore -j2 ← local uncompressed dump (baseline)" "$PLAIN_BYTES" "$PLAIN_BYTES"
+rm -f "$RUN/plain.pgdump"
+
+# i. arca restore of the postgres snapshot from S3 into a new database (arca creates it).
+fresh_db r_arca
+measure pgr-arca pg "arca restore" "$ARCA" restore --config "$RUN/pg-arca.yaml" --snapshot latest --to-database r_arca
+check_pg r_arca
+row pgr-arca pg "arca restore (S3 → postgres, new database)" "$(s3_size pg-arca)" "$PG_PLAIN"
+
+# j. The shell pipeline aws s3 cp | age -d | zstd -d | pg_restore (a stream: one job).
+fresh_db r_pipe && psql -qd postgres -c "create database r_pipe" >/dev/null
+printf -v Q_GET '%q --endpoint-url %q s3 cp --only-show-errors' "$AWS" "$EP"
+printf -v Q_OPEN 'age -d -i %q | zstd -d -q' "$KEYS/age-identity"
+measure pgr-pipe pg "pipeline" bash -c "set -o pipefail; $Q_GET s3://$BUCKET/$PREFIX/pg-pipe/$DB.pgdump.zst.age - | $Q_OPEN | $(printf '%q' "$PGBIN/pg_restore") --exit-on-error -d r_pipe"
+check_pg r_pipe
+row pgr-pipe pg "aws s3 cp | age -d | zstd -d | pg_restore" "$(s3_size pg-pipe)" "$PG_PLAIN"
+
+# k. restic dump | pg_restore (a stream: one job).
+fresh_db r_restic && psql -qd postgres -c "create database r_restic" >/dev/null
+printf -v Q_RDUMP 'restic -r %q %s--cache-dir %q dump latest %q' \
+  "$REPO_PG" "$(printf '%q ' "${RESTIC_OPTS[@]}")" "$RUN/restic-cache-pg" "/$DB.pgdump"
+measure pgr-restic pg "restic" bash -c "set -o pipefail; $Q_RDUMP | $(printf '%q' "$PGBIN/pg_restore") --exit-on-error -d r_restic"
+check_pg r_restic
+row pgr-restic pg "restic dump | pg_restore" "$(s3_size pg-restic)" "$PG_PLAIN"
+
+# l. arca restore of the tree snapshot into a new folder.
+RT=$RUN/restore
+rm -rf "$RT" && mkdir -p "$RT"
+measure treer-arca tree "arca restore" "$ARCA" restore --config "$RUN/tree-arca.yaml" --snapshot latest --to-path "$RT/arca"
+check_tree "$RT/arca"
+row treer-arca tree "arca restore (S3 → folder)" "$(s3_size tree-arca)" "$TREE_PLAIN"
+rm -rf "$RT/arca"
+
+# m. aws s3 cp | age -d | zstd -d | tar -x.
+mkdir -p "$RT/pipe"
+measure treer-pipe tree "pipeline" bash -c "set -o pipefail; $Q_GET s3://$BUCKET/$PREFIX/tree-pipe/tree.tar.zst.age - | $Q_OPEN | tar -x -p -C $(printf '%q' "$RT/pipe")"
+check_tree "$RT/pipe"
+row treer-pipe tree "aws s3 cp | age -d | zstd -d | tar -x" "$(s3_size tree-pipe)" "$TREE_PLAIN"
+rm -rf "$RT/pipe"
+
+# n. restic restore.
+measure treer-restic tree "restic" restic -r "$REPO_TREE" "${RESTIC_OPTS[@]}" --cache-dir "$RUN/restic-cache-tree" restore latest --target "$RT/restic"
+check_tree "$RT/restic"
+row treer-restic tree "restic restore" "$(s3_size tree-restic)" "$TREE_PLAIN"
+rm -rf "$RT"
 
 # Machine, versions and parameters for the report.
 step "report"
@@ -270,7 +344,7 @@ cat >"$RUN/meta.env" <<EOF
 cores=$(nproc)
 date=$(date -u '+%Y-%m-%d %H:%M UTC')
 machine=$(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)
-arca=$("$ARCA" --version 2>&1 | head -n1), commit $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" status --porcelain -- api sidecar Cargo.toml Cargo.lock | grep -q . && echo ' + uncommitted changes' || true)
+arca=$("$ARCA" --version 2>&1 | head -n1), binary built $ARCA_BUILT, checkout $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" status --porcelain -- api sidecar Cargo.toml Cargo.lock | grep -q . && echo ' + uncommitted changes' || true)${STALE:+ (WARNING: binary older than the sources)}
 pg_dump=$("$PGBIN/pg_dump" --version)
 server=PostgreSQL $(psql -Atqd postgres -c 'show server_version')
 zstd=$(zstd --version | sed 's/^\*\** *//; s/ *\**$//')
