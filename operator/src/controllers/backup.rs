@@ -446,8 +446,16 @@ impl Reconciler<'_> {
             .and_then(|d| d.scheduled);
         let mut verify_problem =
             crate::validation::verify_problem(spec).map(|m| (reasons::VERIFY_NEEDS_IDENTITY, m));
-        let verify_start = verify_due
-            .filter(|_| !blocked && schedule_plan.due.is_none() && verify_problem.is_none());
+        // NB: nothing to verify before the first good backup; a verification due then
+        // runs after it (within its starting deadline) instead of failing.
+        let has_snapshot = old.last_successful_snapshot.is_some()
+            || new_runs.iter().any(|r| r.result == RESULT_SUCCEEDED);
+        if verify_due.is_some() && !has_snapshot {
+            tracing::info!("a verification is due but no backup has succeeded yet; waiting");
+        }
+        let verify_start = verify_due.filter(|_| {
+            !blocked && schedule_plan.due.is_none() && verify_problem.is_none() && has_snapshot
+        });
 
         let ready_before = status::find(&old.conditions, condition::READY)
             .is_some_and(|c| c.status == condition_status::TRUE);

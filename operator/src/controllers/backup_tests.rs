@@ -1120,13 +1120,16 @@ fn verify_job(state: &str) -> Job {
     j
 }
 
-/// The status after Sunday's 02:00 backup was started (no run recorded).
+/// The status after Sunday's 02:00 backup was started, with an earlier good snapshot.
 fn sunday_status(p: &BackupPolicy, active: Option<&str>) -> BackupPolicyStatus {
-    settled(p, t("2026-11-29T02:05:00Z"), |i| {
+    let mut s = settled(p, t("2026-11-29T02:05:00Z"), |i| {
         i.active_job = active.map(str::to_string);
         i.last_schedule_time = Some(t("2026-11-29T02:00:00Z"));
         i.next_schedule_time = Some(t("2026-11-30T02:00:00Z"));
-    })
+    });
+    s.last_successful_snapshot = Some("20261128T020002Z".into());
+    s.last_success_time = Some(arca_api::crd::Timestamp::new(t("2026-11-28T02:00:02Z")));
+    s
 }
 
 const VERIFY_OK_RESULT: &str = r#"{"format":"arca-result/1","command":"verify","policy":"p","ok":true,"snapshot":"20261129T020002Z","startedAt":"2026-11-29T06:00:02Z","completedAt":"2026-11-29T06:07:00Z"}"#;
@@ -1459,4 +1462,25 @@ async fn a_due_backup_waits_for_the_running_verification_then_runs() {
     let result = run(&ctx, &p).await;
     finish(server).await;
     result.unwrap();
+}
+
+#[tokio::test]
+async fn no_verification_before_the_first_good_backup() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-29T06:00:00Z");
+    let base = policy(verify_spec(), None);
+    let mut status = sunday_status(&base, None);
+    status.last_successful_snapshot = None;
+    status.last_success_time = None;
+    let p = policy(verify_spec(), Some(status));
+    // Nothing is checked, created or written.
+    let server = fake.run(vec![]);
+    let ctx = context(client, now, vec![]);
+    let result = run(&ctx, &p).await;
+    finish(server).await;
+    // Woken to prepare Monday's backup; its success lets the verification run.
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(Duration::from_secs(20 * 3600 - 10))
+    );
 }
