@@ -38,6 +38,25 @@ fn context(
     jobs: Vec<Job>,
     policies: Vec<BackupPolicy>,
 ) -> Arc<Context> {
+    context_with_settings(
+        client,
+        now,
+        jobs,
+        policies,
+        JobSettings {
+            image: "arca:test".into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn context_with_settings(
+    client: kube::Client,
+    now: DateTime<Utc>,
+    jobs: Vec<Job>,
+    policies: Vec<BackupPolicy>,
+    settings: JobSettings,
+) -> Arc<Context> {
     let (job_store, mut job_writer) = reflector::store::<Job>();
     for j in jobs {
         job_writer.apply_watcher_event(&watcher::Event::Apply(j));
@@ -48,10 +67,7 @@ fn context(
     }
     Arc::new(Context::new(
         client,
-        JobSettings {
-            image: "arca:test".into(),
-            ..Default::default()
-        },
+        settings,
         Metrics::default(),
         Context::reporter("test"),
         job_store,
@@ -457,5 +473,77 @@ async fn a_missing_policy_keeps_the_request_pending() {
     let result = run(&ctx, &r).await;
     server.done().await;
     let err = result.unwrap_err();
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn waits_for_a_running_verification_of_the_policy() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-23T08:00:00Z");
+    let r = request(spec(), None);
+    let verify: Job = serde_json::from_value(json!({
+        "metadata": {"name": "p-verify-202611230600", "namespace": "clinic",
+                     "labels": {"arca.dev/policy": "p", "app.kubernetes.io/component": "verify"},
+                     "ownerReferences": [{"apiVersion": "arca.dev/v1alpha1", "kind": "BackupPolicy",
+                                          "name": "p", "uid": "uid-p", "controller": true}]},
+        "spec": {"template": {}}, "status": {}
+    }))
+    .unwrap();
+    let server = fake.run(vec![status_patch(&r, |s| {
+        assert_eq!(s["phase"], "Pending");
+        let c = condition(s, "Succeeded");
+        assert_eq!(c["reason"], "WaitingForJob");
+        assert!(c["message"]
+            .as_str()
+            .unwrap()
+            .contains("p-verify-202611230600"));
+    })]);
+    let ctx = context(client, now, vec![verify], vec![policy()]);
+    let result = run(&ctx, &r).await;
+    server.done().await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
+#[tokio::test]
+async fn a_missing_job_service_account_keeps_the_request_pending() {
+    let (client, fake) = FakeApi::new();
+    let now = t("2026-11-23T08:00:00Z");
+    let r = request(spec(), None);
+    let server = fake.run(vec![
+        Call::get(&format!("{NS}/serviceaccounts/arca-job"))
+            .accept("PartialObjectMetadata")
+            .not_found(),
+        Call::get(&format!("{NS}/secrets/s3")).respond(
+            &json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                             "metadata": {"name": "s3", "namespace": "clinic"}}),
+        ),
+        Call::get(&format!("{NS}/persistentvolumeclaims/docs")).respond(&json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "docs", "namespace": "clinic"},
+            "spec": {"accessModes": ["ReadWriteMany"]}})),
+        status_patch(&r, |s| {
+            assert_eq!(s["phase"], "Pending");
+            assert!(s["jobName"].is_null());
+            let c = condition(s, "Ready");
+            assert_eq!(c["reason"], "MissingReference");
+            let m = c["message"].as_str().unwrap();
+            assert!(
+                m.contains("ServiceAccount \"arca-job\"")
+                    && m.contains("kubectl apply -n clinic -f manifests/job-serviceaccount.yaml"),
+                "{m}"
+            );
+        }),
+        event("Invalid"),
+    ]);
+    let settings = JobSettings {
+        image: "arca:test".into(),
+        service_account: Some("arca-job".into()),
+        ..Default::default()
+    };
+    let ctx = context_with_settings(client, now, vec![], vec![policy()], settings);
+    let result = run(&ctx, &r).await;
+    server.done().await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::MissingReference(_)), "{err}");
     assert!(err.is_transient());
 }
