@@ -10,6 +10,7 @@ pub mod deep;
 pub mod demo;
 pub mod extract;
 pub mod keys;
+pub mod pgarchive;
 pub mod pipeline;
 pub mod prune;
 pub mod quiesce;

@@ -20,6 +20,7 @@ use crate::backup::{self, BackupOptions};
 use crate::catalog::{self, object_key, Located};
 use crate::config::{ComponentPlan, DestinationPlan, Policy};
 use crate::extract;
+use crate::pgarchive;
 use crate::source::child::last_lines;
 use crate::source::mysql::{find_tools, MyDatabase, OptionFile};
 use crate::source::postgres::{choose_tool, installed_tools, PgConn};
@@ -913,9 +914,11 @@ async fn restore_postgres(
 }
 
 /// Restore a pg_dump custom archive into `db`. Parallel `pg_restore` needs a seekable
-/// archive: with room in `TMPDIR` (and more than one job) the plain dump is staged to a
-/// file first, checked in full, and restored by `jobs` workers; otherwise it streams
-/// through one `pg_restore`.
+/// archive: with room in `TMPDIR` (and more than one job) the dump is staged to a file,
+/// checked in full, and restored by `jobs` workers; without room, it streams through one
+/// `pg_restore`. While staging, each table's data position is written into the TOC (see
+/// [`crate::pgarchive`]), so the workers seek straight to their tables instead of each
+/// reading through the whole dump.
 async fn pg_restore_into(
     ctx: &Ctx<'_>,
     conn: &PgConn,
@@ -927,34 +930,19 @@ async fn pg_restore_into(
     let progress = progress_logger(ctx.rec.name.clone(), ctx.rec.size, a.progress());
     let room = free_bytes(&std::env::temp_dir()).unwrap_or(0);
     let stage = jobs > 1 && room > ctx.rec.plain_size.saturating_mul(11) / 10 + (256 << 20);
-    let mut cmd = conn.command(tool);
-    cmd.arg("--exit-on-error").arg("--dbname").arg(db);
+    let (conn, tool, db) = (conn.clone(), tool.to_path_buf(), db.to_string());
+    let cmd = move || {
+        let mut cmd = conn.command(&tool);
+        cmd.arg("--exit-on-error").arg("--dbname").arg(&db);
+        cmd
+    };
     let name = ctx.rec.name.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        if !stage {
-            return pipe_into_child(a, cmd, "pg_restore", Feed::All).map(|_| ());
+        if stage {
+            staged_restore(a, cmd, jobs)
+        } else {
+            pipe_into_child(a, cmd(), "pg_restore", Feed::All).map(|_| ())
         }
-        let mut file = tempfile::Builder::new()
-            .prefix("arca-restore-")
-            .tempfile()
-            .map_err(|e| format!("staging the dump: {e}"))?;
-        let mut a = a;
-        std::io::copy(&mut a, file.as_file_mut()).map_err(|e| format!("staging the dump: {e}"))?;
-        a.finish().map_err(|e| e.to_string())?;
-        cmd.arg(format!("--jobs={jobs}"))
-            .arg(file.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot start pg_restore: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "pg_restore failed: {}",
-                last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-            ));
-        }
-        Ok(())
     })
     .await;
     progress.abort();
@@ -963,6 +951,62 @@ async fn pg_restore_into(
             component: name,
             detail: e,
         })
+}
+
+/// Stage the artifact to a file, recording data positions, then restore it in parallel.
+fn staged_restore(mut a: Artifact, cmd: impl Fn() -> Command, jobs: usize) -> Result<(), String> {
+    use std::os::unix::fs::FileExt as _;
+    let stage_err = |e: std::io::Error| format!("staging the dump: {e}");
+    let mut file = tempfile::Builder::new()
+        .prefix("arca-restore-")
+        .tempfile()
+        .map_err(stage_err)?;
+    let mut ix = pgarchive::Indexer::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = a.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        file.as_file_mut().write_all(&buf[..n]).map_err(stage_err)?;
+        for b in ix.feed(&buf[..n]) {
+            let entry = ix.toc().and_then(|t| {
+                t.entries
+                    .iter()
+                    .find(|e| e.id == b.id)
+                    .map(|e| (e.offset_field, e.data_state, t.off_size))
+            });
+            // NB: only fields that say "position unknown" change; they have a fixed size.
+            if let Some((field, pgarchive::OFFSET_NOT_SET, off_size)) = entry {
+                file.as_file()
+                    .write_all_at(&pgarchive::offset_bytes(b.start, off_size), field)
+                    .map_err(stage_err)?;
+            }
+        }
+    }
+    a.finish().map_err(|e| e.to_string())?;
+    if let Some(why) = ix.failed() {
+        info!("restoring without data positions ({why}): pg_restore reads through the dump");
+    }
+    run_pg_restore(cmd(), file.path(), jobs)
+}
+
+/// Run `pg_restore` on `file` with `jobs` workers, to the end.
+fn run_pg_restore(mut cmd: Command, file: &Path, jobs: usize) -> Result<(), String> {
+    if jobs > 1 {
+        cmd.arg(format!("--jobs={jobs}"));
+    }
+    cmd.arg(file).stdin(Stdio::null()).stdout(Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start pg_restore: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_restore failed: {}",
+            last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+        ));
+    }
+    Ok(())
 }
 
 async fn restore_mysql(
