@@ -997,16 +997,7 @@ impl Reconciler<'_> {
             },
         )?;
         let job_name = job.name_any();
-        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
-        match jobs_api
-            .create(&crate::constants::post_params(), &job)
-            .await
-        {
-            Ok(_) => {}
-            // Created by an earlier attempt of this very run (names are per scheduled time).
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(Error::Kube(e)),
-        }
+        create_job(&ctx.client, self.namespace, &job).await?;
         tracing::info!(job = %job_name, node = ?placed.node, suspended = suspend, "backup job created");
 
         if suspend {
@@ -1070,16 +1061,7 @@ impl Reconciler<'_> {
             },
         )?;
         let job_name = job.name_any();
-        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), self.namespace);
-        match jobs_api
-            .create(&crate::constants::post_params(), &job)
-            .await
-        {
-            Ok(_) => {}
-            // Created by an earlier attempt for the same scheduled time.
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(Error::Kube(e)),
-        }
+        create_job(&ctx.client, self.namespace, &job).await?;
         tracing::info!(job = %job_name, node = ?placed.node, deep, "verify job created");
         Ok(Ok(job_name))
     }
@@ -1160,3 +1142,14 @@ fn run_record(job: &Job, out: &JobOutcome) -> RunRecord {
 #[cfg(test)]
 #[path = "backup_tests.rs"]
 mod tests;
+
+/// Create a Job; one that exists already was created by an earlier attempt of the same
+/// run (Job names are per scheduled time), which is fine.
+async fn create_job(client: &kube::Client, namespace: &str, job: &Job) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    match api.create(&crate::constants::post_params(), job).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_already_exists(&e) => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
