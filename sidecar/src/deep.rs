@@ -130,5 +130,5 @@ pub async fn mysql(artifact: Artifact, m: &MyDatabase) -> Result<Items, String> 
 }
 
 fn pipe(a: Artifact, cmd: std::process::Command, tool: &str) -> Result<(), String> {
-    crate::restore::pipe_into_child(a, cmd, tool, crate::restore::Feed::All).map(|_| ())
+    crate::restore::pipe_into_child(a, cmd, tool, None).map(|_| ())
 }

@@ -246,6 +246,8 @@ pub struct Indexer {
     pos: u64,
     head: Vec<u8>,
     toc: Option<Toc>,
+    /// Entry index by dump id.
+    by_id: std::collections::HashMap<i32, usize>,
     int_size: usize,
     failed: Option<String>,
     want: Want,
@@ -267,6 +269,7 @@ impl Indexer {
             pos: 0,
             head: Vec::new(),
             toc: None,
+            by_id: std::collections::HashMap::new(),
             int_size: 4,
             failed: None,
             want: Want::BlockType,
@@ -291,11 +294,19 @@ impl Indexer {
         self.head = Vec::new();
     }
 
+    /// Where and what to write into the archive so that `b`'s TOC entry records its
+    /// position: `None` unless the entry says "position unknown" (a dump to a pipe).
+    pub fn patch(&self, b: Block) -> Option<(u64, Vec<u8>)> {
+        let toc = self.toc.as_ref()?;
+        let e = toc.entries.get(*self.by_id.get(&b.id)?)?;
+        (e.data_state == OFFSET_NOT_SET)
+            .then(|| (e.offset_field, offset_bytes(b.start, toc.off_size)))
+    }
+
     /// Feed the next bytes; returns the blocks completed by them.
     pub fn feed(&mut self, data: &[u8]) -> Vec<Block> {
         let done = Vec::new();
         if self.failed.is_some() {
-            self.pos += data.len() as u64;
             return done;
         }
         if self.toc.is_none() {
@@ -317,15 +328,22 @@ impl Indexer {
                     let tail = self.head[start..].to_vec();
                     self.head = Vec::new();
                     self.pos = toc.data_start;
+                    self.by_id = toc
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (e.id, i))
+                        .collect();
                     self.toc = Some(toc);
-                    return self.walk(&tail, done);
+                    return self.walk(&tail);
                 }
             }
         }
-        self.walk(data, done)
+        self.walk(data)
     }
 
-    fn walk(&mut self, mut data: &[u8], mut done: Vec<Block>) -> Vec<Block> {
+    fn walk(&mut self, mut data: &[u8]) -> Vec<Block> {
+        let mut done = Vec::new();
         let int_len = 1 + self.int_size;
         while !data.is_empty() && self.failed.is_none() {
             match self.want {
@@ -372,10 +390,8 @@ impl Indexer {
                     self.field.clear();
                     self.want = match self.want {
                         Want::BlockId => {
-                            let known = self
-                                .toc
-                                .as_ref()
-                                .is_some_and(|t| t.entries.iter().any(|e| i64::from(e.id) == v));
+                            let known =
+                                i32::try_from(v).is_ok_and(|id| self.by_id.contains_key(&id));
                             if !known {
                                 self.give_up(format!("block for unknown entry {v}"));
                                 break;

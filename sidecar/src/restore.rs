@@ -683,21 +683,13 @@ fn progress_logger(
     })
 }
 
-/// How an artifact reaches a child's stdin.
-pub(crate) enum Feed<'a> {
-    /// Byte for byte.
-    All,
-    /// Only the lines the function keeps.
-    Lines(&'a dyn Fn(&str) -> bool),
-}
-
-/// Stream the artifact into a child's stdin as `feed` says; checks the artifact and the
-/// child's exit; returns the child's stderr.
+/// Stream the artifact into a child's stdin (lines filtered by `filter` when given);
+/// checks the artifact and the child's exit; returns the child's stderr.
 pub(crate) fn pipe_into_child(
     mut a: Artifact,
     mut cmd: Command,
     tool: &str,
-    feed: Feed<'_>,
+    filter: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<String, String> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -714,11 +706,11 @@ pub(crate) fn pipe_into_child(
         s
     });
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let copied: Result<(), String> = match feed {
-        Feed::All => std::io::copy(&mut a, &mut stdin)
+    let copied: Result<(), String> = match filter {
+        None => std::io::copy(&mut a, &mut stdin)
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        Feed::Lines(keep) => {
+        Some(keep) => {
             let mut r = BufReader::with_capacity(1 << 20, &mut a);
             let mut line = String::new();
             loop {
@@ -786,7 +778,7 @@ async fn restore_globals(ctx: &Ctx<'_>, conn: &PgConn) -> Result<Vec<String>, Re
             };
             !(own("CREATE ROLE") || own("ALTER ROLE"))
         };
-        pipe_into_child(a, cmd, "psql", Feed::Lines(&keep))
+        pipe_into_child(a, cmd, "psql", Some(&keep))
     })
     .await
     .map_err(|e| ctx.fail(e.to_string()))?
@@ -930,18 +922,26 @@ async fn pg_restore_into(
     let progress = progress_logger(ctx.rec.name.clone(), ctx.rec.size, a.progress());
     let room = free_bytes(&std::env::temp_dir()).unwrap_or(0);
     let stage = jobs > 1 && room > ctx.rec.plain_size.saturating_mul(11) / 10 + (256 << 20);
-    let (conn, tool, db) = (conn.clone(), tool.to_path_buf(), db.to_string());
-    let cmd = move || {
-        let mut cmd = conn.command(&tool);
-        cmd.arg("--exit-on-error").arg("--dbname").arg(&db);
-        cmd
-    };
+    let mut cmd = conn.command(tool);
+    cmd.arg("--exit-on-error").arg("--dbname").arg(db);
     let name = ctx.rec.name.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
         if stage {
-            staged_restore(a, cmd, jobs)
+            let file = stage_with_positions(a)?;
+            cmd.arg(format!("--jobs={jobs}")).arg(file.path());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            let out = cmd
+                .output()
+                .map_err(|e| format!("cannot start pg_restore: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "pg_restore failed: {}",
+                    last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+                ));
+            }
+            Ok(())
         } else {
-            pipe_into_child(a, cmd(), "pg_restore", Feed::All).map(|_| ())
+            pipe_into_child(a, cmd, "pg_restore", None).map(|_| ())
         }
     })
     .await;
@@ -953,8 +953,9 @@ async fn pg_restore_into(
         })
 }
 
-/// Stage the artifact to a file, recording data positions, then restore it in parallel.
-fn staged_restore(mut a: Artifact, cmd: impl Fn() -> Command, jobs: usize) -> Result<(), String> {
+/// Stage the artifact to a checked temporary file, writing each table's data position
+/// into its TOC entry as the table's block lands.
+fn stage_with_positions(mut a: Artifact) -> Result<tempfile::NamedTempFile, String> {
     use std::os::unix::fs::FileExt as _;
     let stage_err = |e: std::io::Error| format!("staging the dump: {e}");
     let mut file = tempfile::Builder::new()
@@ -970,17 +971,8 @@ fn staged_restore(mut a: Artifact, cmd: impl Fn() -> Command, jobs: usize) -> Re
         }
         file.as_file_mut().write_all(&buf[..n]).map_err(stage_err)?;
         for b in ix.feed(&buf[..n]) {
-            let entry = ix.toc().and_then(|t| {
-                t.entries
-                    .iter()
-                    .find(|e| e.id == b.id)
-                    .map(|e| (e.offset_field, e.data_state, t.off_size))
-            });
-            // NB: only fields that say "position unknown" change; they have a fixed size.
-            if let Some((field, pgarchive::OFFSET_NOT_SET, off_size)) = entry {
-                file.as_file()
-                    .write_all_at(&pgarchive::offset_bytes(b.start, off_size), field)
-                    .map_err(stage_err)?;
+            if let Some((at, bytes)) = ix.patch(b) {
+                file.as_file().write_all_at(&bytes, at).map_err(stage_err)?;
             }
         }
     }
@@ -988,25 +980,7 @@ fn staged_restore(mut a: Artifact, cmd: impl Fn() -> Command, jobs: usize) -> Re
     if let Some(why) = ix.failed() {
         info!("restoring without data positions ({why}): pg_restore reads through the dump");
     }
-    run_pg_restore(cmd(), file.path(), jobs)
-}
-
-/// Run `pg_restore` on `file` with `jobs` workers, to the end.
-fn run_pg_restore(mut cmd: Command, file: &Path, jobs: usize) -> Result<(), String> {
-    if jobs > 1 {
-        cmd.arg(format!("--jobs={jobs}"));
-    }
-    cmd.arg(file).stdin(Stdio::null()).stdout(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot start pg_restore: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "pg_restore failed: {}",
-            last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-        ));
-    }
-    Ok(())
+    Ok(file)
 }
 
 async fn restore_mysql(
@@ -1041,7 +1015,7 @@ async fn restore_mysql(
         }
         let mut cmd = m.command(&tools.client, &opts);
         cmd.arg("--batch").arg("--database").arg(&m.database);
-        let r = pipe_into_child(a, cmd, "mariadb", Feed::All);
+        let r = pipe_into_child(a, cmd, "mariadb", None);
         if r.is_err() && !occupied {
             let mut cleanup = m.command(&tools.client, &opts);
             cleanup

@@ -61,8 +61,10 @@ fn a_piped_dump_indexed_and_patched_equals_the_seekable_dump() {
     assert_eq!(blocks.len(), with_data, "one block per entry with data");
     for b in &blocks {
         let e = toc.entries.iter().find(|e| e.id == b.id).unwrap();
-        let patch = offset_bytes(b.start, toc.off_size);
-        let at = e.offset_field as usize;
+        let (at, patch) = ix.patch(*b).expect("an entry with unknown position");
+        assert_eq!(at, e.offset_field);
+        assert_eq!(patch, offset_bytes(b.start, toc.off_size));
+        let at = at as usize;
         bytes[at..at + patch.len()].copy_from_slice(&patch);
     }
 
