@@ -67,7 +67,7 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Blocking reader over chunks fed by an async task.
+/// Blocking reader over chunks fed by an async task or a [`pump`] thread.
 struct Bridge {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     cur: Bytes,
@@ -89,71 +89,46 @@ impl Read for Bridge {
     }
 }
 
-/// Chunks read by a thread of its own from a blocking reader, handed over through a
-/// bounded channel (memory: a few chunks). Dropping it stops the thread at its next chunk.
-struct Pumped {
-    rx: std::sync::mpsc::Receiver<io::Result<Bytes>>,
-    cur: Bytes,
-}
-
-/// Size of the chunks a [`Pumped`] reader hands over.
+/// Size of the chunks [`pump`] hands over.
 const PUMP_CHUNK: usize = 1 << 20;
 
-impl Pumped {
-    fn spawn(mut inner: impl Read + Send + 'static) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Bytes>>(4);
-        std::thread::spawn(move || loop {
-            let mut buf = vec![0u8; PUMP_CHUNK];
-            let mut filled = 0;
-            // Fill whole chunks: decoders return small pieces.
-            let res = loop {
-                match inner.read(&mut buf[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == buf.len() {
-                            break Ok(());
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
+/// Read `inner` on a thread of its own, in whole chunks, into a [`Bridge`] (a bounded
+/// channel: a few chunks of memory). Dropping the bridge stops the thread at its next chunk.
+fn pump(mut inner: impl Read + Send + 'static) -> Bridge {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; PUMP_CHUNK];
+        let mut filled = 0;
+        // Fill whole chunks: decoders return small pieces.
+        let res = loop {
+            match inner.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) if filled + n == buf.len() => {
+                    filled += n;
+                    break Ok(());
                 }
-            };
-            let done = filled < buf.len() || res.is_err();
-            if filled > 0 {
-                buf.truncate(filled);
-                if tx.send(Ok(Bytes::from(buf))).is_err() {
-                    return;
-                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
             }
-            if let Err(e) = res {
-                let _ = tx.send(Err(e));
+        };
+        let end = filled < buf.len();
+        buf.truncate(filled);
+        if filled > 0 && tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return;
+        }
+        match res {
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
                 return;
             }
-            if done {
-                return;
-            }
-        });
-        Self {
-            rx,
-            cur: Bytes::new(),
+            Ok(()) if end => return,
+            Ok(()) => {}
         }
-    }
-}
-
-impl Read for Pumped {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.cur = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
+    });
+    Bridge {
+        rx,
+        cur: Bytes::new(),
     }
 }
 
@@ -304,7 +279,7 @@ pub async fn open(
             // Decryption and decompression run on their own thread, so the consumer's work
             // (the plain digest, writing a file, feeding a tool) overlaps with them.
             Ok(Box::new(Hashing {
-                inner: Pumped::spawn(z),
+                inner: pump(z),
                 tally: plain2,
             }))
         })
@@ -329,5 +304,50 @@ pub fn identities_for(identity_file: Option<&str>) -> Result<Vec<age::x25519::Id
     match path {
         Some(p) => crate::keys::read_identities(&p),
         None => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that returns small pieces, then fails.
+    struct Trickle {
+        left: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("broken"));
+            }
+            let n = buf.len().min(self.left).min(1000);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn pump_hands_over_every_byte_then_the_error() {
+        let mut r = pump(Trickle {
+            left: PUMP_CHUNK + 123,
+        });
+        let mut got = Vec::new();
+        let err = r
+            .read_to_end(&mut got)
+            .expect_err("the error comes through");
+        assert_eq!(err.to_string(), "broken");
+        assert_eq!(got.len(), PUMP_CHUNK + 123);
+        assert!(got.iter().all(|b| *b == 7));
+    }
+
+    #[test]
+    fn pump_ends_cleanly_at_eof() {
+        let data: Vec<u8> = (0..3 * PUMP_CHUNK as u32).map(|i| i as u8).collect();
+        let mut r = pump(io::Cursor::new(data.clone()));
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).expect("reads");
+        assert_eq!(got, data);
     }
 }
