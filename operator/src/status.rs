@@ -156,34 +156,18 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
         },
     };
 
-    let succeeded = match runs.first() {
-        Some(r) if r.result == RESULT_SUCCEEDED => Wanted {
-            type_: condition::BACKUP_SUCCEEDED,
-            status: condition_status::TRUE,
-            reason: reasons::SUCCEEDED,
-            message: format!(
-                "{} succeeded: {}",
-                r.job,
-                r.message.as_deref().unwrap_or("backup complete")
-            ),
-        },
-        Some(r) => Wanted {
-            type_: condition::BACKUP_SUCCEEDED,
-            status: condition_status::FALSE,
-            reason: reasons::FAILED,
-            message: format!(
-                "{} failed: {}",
-                r.job,
-                r.message.as_deref().unwrap_or("no details")
-            ),
-        },
-        None => Wanted {
-            type_: condition::BACKUP_SUCCEEDED,
-            status: condition_status::UNKNOWN,
-            reason: reasons::NO_RUN_YET,
-            message: "no backup has finished yet".into(),
-        },
-    };
+    let succeeded = outcome_condition(
+        condition::BACKUP_SUCCEEDED,
+        runs.first().map(|r| {
+            (
+                r.job.as_str(),
+                r.result == RESULT_SUCCEEDED,
+                r.message.as_deref(),
+            )
+        }),
+        "backup complete",
+        "no backup has finished yet",
+    );
 
     let rpo = rpo_condition(
         i.rpo,
@@ -258,32 +242,40 @@ pub fn backup_status(i: &BackupStatusInput<'_>) -> BackupPolicyStatus {
 
 /// The VerifySucceeded condition: the outcome of the most recent verification.
 fn verify_condition(last: Option<&Verification>) -> Wanted<'static> {
+    outcome_condition(
+        condition::VERIFY_SUCCEEDED,
+        last.map(|v| (v.job.as_str(), v.ok, v.message.as_deref())),
+        "verified",
+        "no verification has finished yet",
+    )
+}
+
+/// A condition telling how the latest run of a kind ended: `last` is its Job, whether it
+/// succeeded and its message; `done` stands in for a missing success message.
+fn outcome_condition(
+    type_: &'static str,
+    last: Option<(&str, bool, Option<&str>)>,
+    done: &str,
+    none_yet: &str,
+) -> Wanted<'static> {
     match last {
-        Some(v) if v.ok => Wanted {
-            type_: condition::VERIFY_SUCCEEDED,
+        Some((job, true, message)) => Wanted {
+            type_,
             status: condition_status::TRUE,
             reason: reasons::SUCCEEDED,
-            message: format!(
-                "{} succeeded: {}",
-                v.job,
-                v.message.as_deref().unwrap_or("verified")
-            ),
+            message: format!("{job} succeeded: {}", message.unwrap_or(done)),
         },
-        Some(v) => Wanted {
-            type_: condition::VERIFY_SUCCEEDED,
+        Some((job, false, message)) => Wanted {
+            type_,
             status: condition_status::FALSE,
             reason: reasons::FAILED,
-            message: format!(
-                "{} failed: {}",
-                v.job,
-                v.message.as_deref().unwrap_or("no details")
-            ),
+            message: format!("{job} failed: {}", message.unwrap_or("no details")),
         },
         None => Wanted {
-            type_: condition::VERIFY_SUCCEEDED,
+            type_,
             status: condition_status::UNKNOWN,
             reason: reasons::NO_RUN_YET,
-            message: "no verification has finished yet".into(),
+            message: none_yet.into(),
         },
     }
 }
